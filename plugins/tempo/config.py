@@ -1,0 +1,127 @@
+"""The ``[tempo]`` configuration section.
+
+Every option is read when it is needed, never at import time, so ``AIRFLOW__TEMPO__*`` environment
+variables and ``airflow.cfg`` edits apply without reloading modules. ``OPTIONS`` is the single list
+of options: the README's table and ``tempo config`` are generated from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SECTION = "tempo"
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    default: str
+    description: str
+    sensitive: bool = False
+
+
+def _airflow_home() -> str:
+    from airflow.configuration import get_airflow_home
+
+    return get_airflow_home()
+
+
+def _package_templates_folder() -> str:
+    # The templates ship beside the package (``include/templates`` at the project top), found
+    # relative to this file so the working directory never matters.
+    return str(Path(__file__).resolve().parents[2] / "include" / "templates")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("sql_alchemy_conn", "sqlite:///{AIRFLOW_HOME}/tempo.db",
+           "Tempo's own store (SQLAlchemy URL). Never Airflow's metadata database. "
+           "PostgreSQL: `postgresql+psycopg://user:pass@host/db`.", sensitive=True),
+    Option("base_url", "[api] base_url, else http://localhost:8080",
+           "Public URL of the Airflow API server; every link in an email is built from it."),
+    Option("secret_key", "[api] secret_key",
+           "Key that signs email links. Must be the same on every component.", sensitive=True),
+    Option("previous_secret_keys", "",
+           "Comma-separated retired keys still accepted for signed links (key rotation).", sensitive=True),
+    Option("link_max_age", "604800", "Seconds an emailed action link stays valid (default 7 days)."),
+    Option("smtp_conn_id", "smtp_default", "Airflow connection used to deliver Tempo's email."),
+    Option("mail_from", "Tempo <tempo@localhost>", "Sender address of Tempo's email."),
+    Option("templates_folder", "include/templates of the project",
+           "Folder of the page and email templates."),
+    Option("timezone", "[core] default_timezone", "Timezone for due dates and dates in email."),
+    Option("poll_interval", "1.0",
+           "Seconds between the waiting-step poller's store queries (PostgreSQL also wakes it by NOTIFY)."),
+    Option("attachments_path", "file://{AIRFLOW_HOME}/tempo/attachments",
+           "Where attachment content is stored (any Airflow ObjectStoragePath URL: file://, s3://, gs://)."),
+    Option("outbox_max_attempts", "8", "Delivery attempts for one email before it is marked failed."),
+)
+
+_DEFAULTS = {option.key: option.default for option in OPTIONS}
+
+
+def _get(key: str, fallback: str) -> str:
+    from airflow.configuration import conf
+
+    value = conf.get(SECTION, key, fallback=fallback)
+    return fallback if value is None or value == "" else str(value)
+
+
+def store_url() -> str:
+    default = _DEFAULTS["sql_alchemy_conn"].replace("{AIRFLOW_HOME}", _airflow_home())
+    return _get("sql_alchemy_conn", default)
+
+
+def base_url() -> str:
+    from airflow.configuration import conf
+
+    api_base = conf.get("api", "base_url", fallback="") or "http://localhost:8080"
+    return _get("base_url", api_base).rstrip("/")
+
+
+def secret_key() -> str:
+    from airflow.configuration import conf
+
+    key = _get("secret_key", conf.get("api", "secret_key", fallback="") or "")
+    if not key:
+        raise RuntimeError("[tempo] secret_key (or [api] secret_key) must be set to sign email links")
+    return key
+
+
+def previous_secret_keys() -> list[str]:
+    return [k.strip() for k in _get("previous_secret_keys", "").split(",") if k.strip()]
+
+
+def link_max_age() -> int:
+    return int(_get("link_max_age", _DEFAULTS["link_max_age"]))
+
+
+def smtp_conn_id() -> str:
+    return _get("smtp_conn_id", _DEFAULTS["smtp_conn_id"])
+
+
+def mail_from() -> str:
+    return _get("mail_from", _DEFAULTS["mail_from"])
+
+
+def templates_folder() -> str:
+    return _get("templates_folder", _package_templates_folder())
+
+
+def timezone() -> str:
+    from airflow.configuration import conf
+
+    return _get("timezone", conf.get("core", "default_timezone", fallback="utc") or "utc")
+
+
+def poll_interval() -> float:
+    return float(_get("poll_interval", _DEFAULTS["poll_interval"]))
+
+
+def attachments_path() -> str:
+    default = "file://" + os.path.join(_airflow_home(), "tempo", "attachments")
+    return _get("attachments_path", default)
+
+
+def outbox_max_attempts() -> int:
+    return int(_get("outbox_max_attempts", _DEFAULTS["outbox_max_attempts"]))

@@ -1,0 +1,1 @@
+"""Tempo's own store: models, engines, migrations and the queries every part shares."""

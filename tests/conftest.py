@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+# Airflow reads AIRFLOW_HOME when it is first imported: every test process gets its own.
+_HOME = Path(tempfile.mkdtemp(prefix="tempo-test-home-"))
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__TEMPO__SECRET_KEY"] = "test-secret-key-not-for-production"
+os.environ["AIRFLOW__TEMPO__BASE_URL"] = "http://tempo.example.test"
+
+import pytest  # noqa: E402
+
+from tests.pgcluster import PgCluster, start_cluster  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _new_pg_database(cluster: PgCluster) -> str:
+    import psycopg
+
+    name = "tempo_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(cluster.url().replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return cluster.url(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store database, once on SQLite and once on a real PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tempo.db'}"
+    else:
+        url = _new_pg_database(request.getfixturevalue("pg_cluster"))
+    yield url
+    from tempo.store.engine import dispose_all
+
+    dispose_all()
+
+
+@pytest.fixture
+def store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated store, configured as Tempo's store for the test."""
+    from tempo.store.migrate import upgrade
+
+    monkeypatch.setenv("AIRFLOW__TEMPO__SQL_ALCHEMY_CONN", store_url)
+    upgrade(store_url)
+    return store_url
