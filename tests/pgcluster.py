@@ -53,7 +53,9 @@ class PgCluster:
         return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
 
     def create_database(self, name: str) -> str:
-        self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        self._run(
+            str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name
+        )
         return self.url(name)
 
     def stop(self) -> None:
@@ -74,7 +76,15 @@ def start_cluster() -> PgCluster:
     cluster._run(str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres", "-E", "UTF8")
     options = f"-p {cluster.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
     cluster._run(
-        str(bindir / "pg_ctl"), "-D", str(datadir), "-o", options, "-l", str(root / "server.log"), "-w", "start"
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(datadir),
+        "-o",
+        options,
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "start",
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

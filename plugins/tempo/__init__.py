@@ -1,5 +1,96 @@
-"""Tempo: business processes with human steps, kept on tempo, as Apache Airflow 3 DAGs."""
+"""Tempo: business processes with human steps, kept on tempo, as Apache Airflow 3 DAGs.
+
+Everything a DAG author needs comes from here, in one import line::
+
+    from tempo import Form, HumanStep, NotifyStep, Role, Requester, Text, process
+
+Names are imported on first use, so ``import tempo`` stays cheap and free of side effects.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    # process templates and steps
+    "process": "tempo.steps.process",
+    "HumanStep": "tempo.steps.human",
+    "NotifyStep": "tempo.steps.notify",
+    "record": "tempo.steps.record",
+    # forms
+    "Form": "tempo.forms",
+    "Text": "tempo.forms",
+    "Number": "tempo.forms",
+    "Date": "tempo.forms",
+    "Choice": "tempo.forms",
+    "Checkbox": "tempo.forms",
+    "Email": "tempo.forms",
+    "File": "tempo.forms",
+    # who does a step / receives a message
+    "Person": "tempo.assignment",
+    "Role": "tempo.assignment",
+    "Unit": "tempo.assignment",
+    "Requester": "tempo.assignment",
+    "RequesterManager": "tempo.assignment",
+    "CounterpartyResponsible": "tempo.assignment",
+    "Decide": "tempo.assignment",
+    # time
+    "SLA": "tempo.sla",
+}
+
+__all__ = [
+    "SLA",
+    "Checkbox",
+    "Choice",
+    "CounterpartyResponsible",
+    "Date",
+    "Decide",
+    "Email",
+    "File",
+    "Form",
+    "HumanStep",
+    "NotifyStep",
+    "Number",
+    "Person",
+    "Requester",
+    "RequesterManager",
+    "Role",
+    "Text",
+    "Unit",
+    "process",
+    "record",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tempo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from tempo.assignment import (
+        CounterpartyResponsible,
+        Decide,
+        Person,
+        Requester,
+        RequesterManager,
+        Role,
+        Unit,
+    )
+    from tempo.forms import Checkbox, Choice, Date, Email, File, Form, Number, Text
+    from tempo.sla import SLA
+    from tempo.steps.human import HumanStep
+    from tempo.steps.notify import NotifyStep
+    from tempo.steps.process import process
+    from tempo.steps.record import record

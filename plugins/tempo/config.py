@@ -35,25 +35,45 @@ def _package_templates_folder() -> str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("sql_alchemy_conn", "sqlite:///{AIRFLOW_HOME}/tempo.db",
-           "Tempo's own store (SQLAlchemy URL). Never Airflow's metadata database. "
-           "PostgreSQL: `postgresql+psycopg://user:pass@host/db`.", sensitive=True),
-    Option("base_url", "[api] base_url, else http://localhost:8080",
-           "Public URL of the Airflow API server; every link in an email is built from it."),
-    Option("secret_key", "[api] secret_key",
-           "Key that signs email links. Must be the same on every component.", sensitive=True),
-    Option("previous_secret_keys", "",
-           "Comma-separated retired keys still accepted for signed links (key rotation).", sensitive=True),
+    Option(
+        "sql_alchemy_conn",
+        "sqlite:///{AIRFLOW_HOME}/tempo.db",
+        "Tempo's own store (SQLAlchemy URL). Never Airflow's metadata database. "
+        "PostgreSQL: `postgresql+psycopg://user:pass@host/db`.",
+        sensitive=True,
+    ),
+    Option(
+        "base_url",
+        "[api] base_url, else http://localhost:8080",
+        "Public URL of the Airflow API server; every link in an email is built from it.",
+    ),
+    Option(
+        "secret_key",
+        "[api] secret_key",
+        "Key that signs email links. Must be the same on every component.",
+        sensitive=True,
+    ),
+    Option(
+        "previous_secret_keys",
+        "",
+        "Comma-separated retired keys still accepted for signed links (key rotation).",
+        sensitive=True,
+    ),
     Option("link_max_age", "604800", "Seconds an emailed action link stays valid (default 7 days)."),
     Option("smtp_conn_id", "smtp_default", "Airflow connection used to deliver Tempo's email."),
     Option("mail_from", "Tempo <tempo@localhost>", "Sender address of Tempo's email."),
-    Option("templates_folder", "include/templates of the project",
-           "Folder of the page and email templates."),
+    Option("templates_folder", "include/templates of the project", "Folder of the page and email templates."),
     Option("timezone", "[core] default_timezone", "Timezone for due dates and dates in email."),
-    Option("poll_interval", "1.0",
-           "Seconds between the waiting-step poller's store queries (PostgreSQL also wakes it by NOTIFY)."),
-    Option("attachments_path", "file://{AIRFLOW_HOME}/tempo/attachments",
-           "Where attachment content is stored (any Airflow ObjectStoragePath URL: file://, s3://, gs://)."),
+    Option(
+        "poll_interval",
+        "1.0",
+        "Seconds between the waiting-step poller's store queries (PostgreSQL also wakes it by NOTIFY).",
+    ),
+    Option(
+        "attachments_path",
+        "file://{AIRFLOW_HOME}/tempo/attachments",
+        "Where attachment content is stored (any Airflow ObjectStoragePath URL: file://, s3://, gs://).",
+    ),
     Option("outbox_max_attempts", "8", "Delivery attempts for one email before it is marked failed."),
 )
 

@@ -1,0 +1,145 @@
+"""Who a step is for: a person, a role's queue, a unit's queue, the requester's manager, the person
+responsible for the process's counterparty, or a callable deciding at run time.
+
+The same objects name recipients of notifications (``NotifyStep(to=Requester())``).
+Resolution happens in ``execute()`` against the directory, never at DAG parse time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tempo import directory
+from tempo.store.models import Person as PersonRow
+from tempo.store.models import Process
+
+
+class AssignmentError(LookupError):
+    """The directory cannot say who this step is for."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Either one assignee or a queue (role and/or unit) that candidates claim from."""
+
+    assignee: str | None = None
+    role: str | None = None
+    unit: str | None = None
+
+    def recipients(self, session: Session) -> list[PersonRow]:
+        if self.assignee:
+            person = directory.get_person(session, self.assignee)
+            return [person] if person is not None else []
+        people = directory.people_with_role(session, self.role) if self.role else []
+        if self.unit:
+            in_unit = directory.people_in_unit(session, self.unit)
+            people = [p for p in people if p.unit_code == self.unit] if self.role else in_unit
+        return people
+
+
+class Assignment:
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return repr(self)
+
+
+@dataclass(frozen=True)
+class Person(Assignment):
+    username: str
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        if directory.get_person(session, self.username) is None:
+            raise AssignmentError(f"person {self.username!r} is not in the directory")
+        return Resolved(assignee=self.username)
+
+
+@dataclass(frozen=True)
+class Role(Assignment):
+    """The role's queue; ``unit`` narrows it to the role's holders in that unit."""
+
+    code: str
+    unit: str | None = None
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        resolved = Resolved(role=self.code, unit=self.unit)
+        if not resolved.recipients(session):
+            raise AssignmentError(
+                f"nobody holds role {self.code!r}" + (f" in unit {self.unit!r}" if self.unit else "")
+            )
+        return resolved
+
+
+@dataclass(frozen=True)
+class Unit(Assignment):
+    code: str
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        if not directory.people_in_unit(session, self.code):
+            raise AssignmentError(f"unit {self.code!r} has nobody in it")
+        return Resolved(unit=self.code)
+
+
+@dataclass(frozen=True)
+class Requester(Assignment):
+    """The person who started the process."""
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        if not process.requester:
+            raise AssignmentError("the process has no requester")
+        return Person(process.requester).resolve(session, process)
+
+
+@dataclass(frozen=True)
+class RequesterManager(Assignment):
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        if not process.requester:
+            raise AssignmentError("the process has no requester, so no requester's manager")
+        manager = directory.manager_of(session, process.requester)
+        if manager is None:
+            raise AssignmentError(f"{process.requester!r} has no manager in the directory")
+        return Resolved(assignee=manager.username)
+
+
+@dataclass(frozen=True)
+class CounterpartyResponsible(Assignment):
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        if not process.counterparty_code:
+            raise AssignmentError("the process has no counterparty")
+        person = directory.responsible_for(session, process.counterparty_code)
+        if person is None:
+            raise AssignmentError(f"nobody is responsible for counterparty {process.counterparty_code!r}")
+        return Resolved(assignee=person.username)
+
+
+@dataclass(frozen=True)
+class Decide(Assignment):
+    """A callable ``(context, process) -> Assignment | username`` deciding when the step runs."""
+
+    function: Callable[[Any, Process], Assignment | str]
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        choice = self.function(context, process)
+        if isinstance(choice, str):
+            choice = Person(choice)
+        if not isinstance(choice, Assignment) or isinstance(choice, Decide):
+            raise AssignmentError(
+                f"{self.function!r} must return a username or an assignment, not {choice!r}"
+            )
+        return choice.resolve(session, process, context)
+
+
+def as_assignment(value: Assignment | str | Callable[..., Any]) -> Assignment:
+    """``"sandra"`` means ``Person("sandra")``; a plain callable means ``Decide(callable)``."""
+    if isinstance(value, Assignment):
+        return value
+    if isinstance(value, str):
+        return Person(value)
+    if callable(value):
+        return Decide(value)
+    raise TypeError(f"cannot assign a step to {value!r}")

@@ -1,0 +1,321 @@
+"""The directory: people, units, roles and counterparties, and who is responsible for what.
+
+It is loaded from a YAML file (``tempo directory load FILE``) and answers the questions assignment
+and escalation ask: who heads this unit, who is this person's manager, who holds this role, who is
+responsible for this counterparty.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
+
+_CODE = r"^[A-Za-z0-9_.\-]{1,64}$"
+_EMAIL = r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class UnitEntry(_Entry):
+    code: str = Field(pattern=_CODE)
+    name: str = Field(min_length=1, max_length=200)
+    parent: str | None = None
+    head: str | None = None
+
+
+class RoleEntry(_Entry):
+    code: str = Field(pattern=_CODE)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class PersonEntry(_Entry):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@\-]{1,150}$")
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=_EMAIL, max_length=320)
+    unit: str | None = None
+    manager: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    active: bool = True
+
+
+class CounterpartyEntry(_Entry):
+    code: str = Field(pattern=_CODE)
+    name: str = Field(min_length=1, max_length=200)
+    email: str | None = Field(default=None, pattern=_EMAIL, max_length=320)
+    responsible: str | None = None
+
+
+class DirectoryFile(_Entry):
+    units: list[UnitEntry] = Field(default_factory=list)
+    roles: list[RoleEntry] = Field(default_factory=list)
+    people: list[PersonEntry] = Field(default_factory=list)
+    counterparties: list[CounterpartyEntry] = Field(default_factory=list)
+
+
+class DirectoryError(ValueError):
+    """A directory file that cannot be loaded; the message names the file, line and field."""
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    units: int
+    roles: int
+    people: int
+    counterparties: int
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each path in the document (``("people", 0, "email")``) to its 1-based line."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            lines.update(
+                {k: v for k, v in _line_index(value_node, (*path, key)).items() if k != (*path, key)}
+            )
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, index)))
+    return lines
+
+
+def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _where(source: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    line = _line_for(lines, loc)
+    field = ".".join(str(part) for part in loc) or "(document)"
+    return f"{source}:{line}: {field}" if line else f"{source}: {field}"
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the store already holds, so a file may reference entries loaded earlier."""
+
+    units: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    people: frozenset[str] = frozenset()
+
+
+def parse_directory(text: str, source: str = "<directory>", known: Known = Known()) -> DirectoryFile:
+    """Validate a directory document; every problem is reported with its line and field."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise DirectoryError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raise DirectoryError(f"{source}: the file is empty")
+    lines = _line_index(node) if node is not None else {}
+    try:
+        parsed = DirectoryFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{_where(source, lines, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()]
+        raise DirectoryError("\n".join(problems)) from None
+    problems = [f"{_where(source, lines, loc)}: {msg}" for loc, msg in _reference_problems(parsed, known)]
+    if problems:
+        raise DirectoryError("\n".join(problems))
+    return parsed
+
+
+def _duplicates(values: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {v for v in values if v in seen or seen.add(v)}  # type: ignore[func-returns-value]
+
+
+def _reference_problems(doc: DirectoryFile, known: Known) -> list[tuple[tuple[Any, ...], str]]:
+    """Every reference must resolve to an entry of the file or one already in the store."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    units = {u.code for u in doc.units} | known.units
+    people = {p.username for p in doc.people} | known.people
+    roles = {r.code for r in doc.roles} | known.roles
+    for section, key, entries in (
+        ("units", "code", [u.code for u in doc.units]),
+        ("roles", "code", [r.code for r in doc.roles]),
+        ("people", "username", [p.username for p in doc.people]),
+        ("counterparties", "code", [c.code for c in doc.counterparties]),
+    ):
+        for dup in _duplicates(entries):
+            index = max(i for i, v in enumerate(entries) if v == dup)
+            problems.append(((section, index, key), f"duplicate {key} {dup!r}"))
+    for i, unit in enumerate(doc.units):
+        if unit.parent and unit.parent not in units:
+            problems.append((("units", i, "parent"), f"unknown unit {unit.parent!r}"))
+        if unit.head and unit.head not in people:
+            problems.append((("units", i, "head"), f"unknown person {unit.head!r}"))
+    for i, person in enumerate(doc.people):
+        if person.unit and person.unit not in units:
+            problems.append((("people", i, "unit"), f"unknown unit {person.unit!r}"))
+        if person.manager and person.manager not in people:
+            problems.append((("people", i, "manager"), f"unknown person {person.manager!r}"))
+        problems.extend(
+            (("people", i, "roles", j), f"unknown role {role!r}")
+            for j, role in enumerate(person.roles)
+            if role not in roles
+        )
+    for i, cp in enumerate(doc.counterparties):
+        if cp.responsible and cp.responsible not in people:
+            problems.append((("counterparties", i, "responsible"), f"unknown person {cp.responsible!r}"))
+    problems.extend(_unit_cycles(doc))
+    return problems
+
+
+def _unit_cycles(doc: DirectoryFile) -> list[tuple[tuple[Any, ...], str]]:
+    parent = {u.code: u.parent for u in doc.units}
+    problems = []
+    for i, unit in enumerate(doc.units):
+        seen, code = {unit.code}, unit.parent
+        while code is not None and code in parent:
+            if code in seen:
+                problems.append((("units", i, "parent"), f"unit {unit.code!r} is its own ancestor"))
+                break
+            seen.add(code)
+            code = parent[code]
+    return problems
+
+
+def load_directory(session: Session, doc: DirectoryFile) -> LoadSummary:
+    """Upsert the document into the store. Idempotent: loading the same file twice changes nothing."""
+    # Units first without heads (people need units), then people, then the heads.
+    for entry in doc.units:
+        unit = session.get(Unit, entry.code) or Unit(code=entry.code)
+        unit.name, unit.parent_code = entry.name, None
+        session.add(unit)
+    session.flush()
+    for entry in doc.units:
+        session.get_one(Unit, entry.code).parent_code = entry.parent
+    for role_entry in doc.roles:
+        role = session.get(Role, role_entry.code) or Role(code=role_entry.code)
+        role.name = role_entry.name
+        session.add(role)
+    session.flush()
+    for entry in doc.people:
+        person = session.get(Person, entry.username) or Person(username=entry.username)
+        person.name, person.email, person.unit_code, person.active = (
+            entry.name,
+            entry.email,
+            entry.unit,
+            entry.active,
+        )
+        person.manager_username = None
+        session.add(person)
+    session.flush()
+    for entry in doc.people:
+        session.get_one(Person, entry.username).manager_username = entry.manager
+        session.execute(delete(PersonRole).where(PersonRole.username == entry.username))
+        session.add_all(
+            PersonRole(username=entry.username, role_code=code) for code in dict.fromkeys(entry.roles)
+        )
+    for entry in doc.units:
+        session.get_one(Unit, entry.code).head_username = entry.head
+    for cp_entry in doc.counterparties:
+        cp = session.get(Counterparty, cp_entry.code) or Counterparty(code=cp_entry.code)
+        cp.name, cp.email, cp.responsible_username = cp_entry.name, cp_entry.email, cp_entry.responsible
+        session.add(cp)
+    session.flush()
+    return LoadSummary(len(doc.units), len(doc.roles), len(doc.people), len(doc.counterparties))
+
+
+def load_directory_file(path: str | Path, url: str | None = None) -> LoadSummary:
+    """Validate the whole file, then write it in one transaction: a bad file changes nothing."""
+    from tempo.store.engine import write_session
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DirectoryError(f"{path}: cannot read: {exc.strerror}") from None
+    with write_session(url) as session:
+        known = Known(
+            units=frozenset(session.scalars(select(Unit.code))),
+            roles=frozenset(session.scalars(select(Role.code))),
+            people=frozenset(session.scalars(select(Person.username))),
+        )
+        doc = parse_directory(text, source=str(path), known=known)
+        return load_directory(session, doc)
+
+
+# --- questions the engine asks ---------------------------------------------------------------------
+
+
+def get_person(session: Session, username: str) -> Person | None:
+    return session.get(Person, username)
+
+
+def manager_of(session: Session, username: str) -> Person | None:
+    """The person's manager; without one, the head of their unit (or of the nearest unit above)."""
+    person = session.get(Person, username)
+    if person is None:
+        return None
+    if person.manager_username:
+        return session.get(Person, person.manager_username)
+    unit_code = person.unit_code
+    while unit_code:
+        unit = session.get(Unit, unit_code)
+        if unit is None:
+            return None
+        if unit.head_username and unit.head_username != username:
+            return session.get(Person, unit.head_username)
+        unit_code = unit.parent_code
+    return None
+
+
+def head_of_unit(session: Session, unit_code: str) -> Person | None:
+    unit = session.get(Unit, unit_code)
+    if unit is None or not unit.head_username:
+        return None
+    return session.get(Person, unit.head_username)
+
+
+def people_with_role(session: Session, role_code: str) -> list[Person]:
+    return list(
+        session.scalars(
+            select(Person)
+            .join(PersonRole, PersonRole.username == Person.username)
+            .where(PersonRole.role_code == role_code, Person.active.is_(True))
+            .order_by(Person.username)
+        )
+    )
+
+
+def people_in_unit(session: Session, unit_code: str) -> list[Person]:
+    return list(
+        session.scalars(
+            select(Person)
+            .where(Person.unit_code == unit_code, Person.active.is_(True))
+            .order_by(Person.username)
+        )
+    )
+
+
+def responsible_for(session: Session, counterparty_code: str) -> Person | None:
+    cp = session.get(Counterparty, counterparty_code)
+    if cp is None or not cp.responsible_username:
+        return None
+    return session.get(Person, cp.responsible_username)
+
+
+def roles_of(session: Session, username: str) -> list[str]:
+    return list(session.scalars(select(PersonRole.role_code).where(PersonRole.username == username)))
+
+
+def is_valid_email(value: str) -> bool:
+    return bool(re.match(_EMAIL, value))

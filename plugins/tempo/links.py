@@ -1,0 +1,69 @@
+"""Signed action links for people who act from an email, with or without an Airflow login.
+
+A token names one task, one person and one purpose, is HMAC-signed with ``[tempo] secret_key``
+(itsdangerous), and expires after ``[tempo] link_max_age``. Retired keys listed in
+``[tempo] previous_secret_keys`` still verify, so keys can be rotated without breaking mail already
+sent. The token never changes anything by itself: opening a link shows a page, and only a POST with
+a CSRF token acts; once the task is closed the link is useless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from tempo import config
+
+_SALT = "tempo.task-link.v1"
+PURPOSES = ("act",)
+
+
+class LinkError(ValueError):
+    """The link is not valid: tampered with, signed by an unknown key, or malformed."""
+
+
+class LinkExpired(LinkError):
+    pass
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    task_id: int
+    username: str
+    purpose: str
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    # itsdangerous signs with the last key and verifies with any of them.
+    keys = [*reversed(config.previous_secret_keys()), config.secret_key()]
+    return URLSafeTimedSerializer(keys, salt=_SALT)
+
+
+def sign(task_id: int, username: str, purpose: str = "act") -> str:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown link purpose {purpose!r}")
+    return _serializer().dumps({"t": int(task_id), "u": username, "p": purpose})
+
+
+def verify(token: str, *, expected_purpose: str = "act", max_age: int | None = None) -> LinkClaims:
+    try:
+        data = _serializer().loads(token, max_age=max_age if max_age is not None else config.link_max_age())
+    except SignatureExpired:
+        raise LinkExpired("This link has expired.") from None
+    except BadSignature:
+        raise LinkError("This link is not valid.") from None
+    if not isinstance(data, dict) or not {"t", "u", "p"} <= data.keys():
+        raise LinkError("This link is not valid.")
+    if data["p"] != expected_purpose:
+        raise LinkError("This link is not meant for this action.")
+    return LinkClaims(task_id=int(data["t"]), username=str(data["u"]), purpose=str(data["p"]))
+
+
+def task_link(task_id: int, username: str, purpose: str = "act") -> str:
+    """The emailed URL, always built from ``[tempo] base_url`` (never from a request's Host header)."""
+    return f"{config.base_url()}/tempo/act/{sign(task_id, username, purpose)}"
+
+
+def task_page(task_id: int) -> str:
+    return f"{config.base_url()}/tempo/tasks/{int(task_id)}"

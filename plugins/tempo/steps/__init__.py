@@ -1,0 +1,1 @@
+"""What DAG authors put in a process: the process wrapper, human steps, notifications."""

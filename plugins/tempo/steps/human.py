@@ -1,0 +1,171 @@
+"""``HumanStep``: a step a person performs, as a deferrable sensor on Tempo's task table.
+
+``execute()`` writes the task row (once, however often the step runs), queues the assignment email
+through the outbox, then defers to ``HumanStepTrigger`` and frees its worker slot. When the person
+acts, the step resumes in ``execute_complete()`` and returns the answer as XCom::
+
+    {"form": {...}, "outcome": "approve", "completed_by": "sandra", "completed_at": "...", "task": 42}
+
+A stale executor event in Airflow 3.3 (apache/airflow#71580, #72716) can fail a task that resumes
+within seconds of deferring. ``HumanStep`` therefore retries by default, and a retry of a step whose
+task is already completed returns the stored answer at once: the person's answer is never lost and
+never asked for twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, BranchMixIn
+from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from tempo.assignment import Assignment, as_assignment
+from tempo.forms import Form
+from tempo.sla import SLA
+from tempo.store.models import Task, TaskStatus
+
+log = logging.getLogger(__name__)
+
+_OUTCOME_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class StepCancelled(AirflowFailException):
+    """The task was cancelled (its process was stopped); retrying would not bring an answer."""
+
+
+class StepExpired(AirflowFailException):
+    """The task ran out of time and its SLA policy says the step fails."""
+
+
+class StepStoreError(AirflowException):
+    """Tempo's store lost track of the task."""
+
+
+class HumanStep(BaseSensorOperator, BranchMixIn):
+    """Wait for a person to fill in a form (and choose an outcome) in Tempo.
+
+    :param title: what the person sees in the inbox and the email subject (Jinja-templated).
+    :param instructions: what to do, shown on the task page and in the email (Jinja-templated).
+    :param assign_to: a username, ``Person``, ``Role``, ``Unit``, ``Requester``, ``RequesterManager``,
+        ``CounterpartyResponsible`` or a callable ``(context, process) -> username | assignment``.
+    :param form: the fields the person fills in.
+    :param outcomes: the choices that finish the task (buttons), e.g. ``["approve", "reject"]``;
+        empty means one "Complete" action.
+    :param branches: outcome -> downstream task id(s) to follow; the other direct downstream tasks
+        are skipped. Without it every downstream task runs.
+    :param sla: due date, reminders and escalations (``tempo.SLA``).
+    :param mail_template: template in ``include/templates/mail`` for the assignment email.
+    :param poll_interval: seconds between store checks while waiting (default ``[tempo] poll_interval``).
+    """
+
+    template_fields: Sequence[str] = ("title", "instructions")
+    template_fields_renderers = {"instructions": "md"}
+    ui_color = "#ffe8a3"
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        assign_to: Assignment | str | Any,
+        instructions: str = "",
+        form: Form | None = None,
+        outcomes: Sequence[str] = (),
+        branches: Mapping[str, str | Sequence[str]] | None = None,
+        sla: SLA | None = None,
+        mail_template: str = "task_assigned",
+        poll_interval: float | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 3)
+        kwargs.setdefault("retry_delay", timedelta(seconds=1))
+        kwargs.setdefault("poke_interval", 30)
+        kwargs.setdefault("timeout", timedelta(days=365).total_seconds())
+        super().__init__(**kwargs)
+        import re
+
+        self.title = title
+        self.instructions = instructions
+        self.assign_to = as_assignment(assign_to)
+        self.form = form or Form()
+        self.outcomes = list(outcomes)
+        for outcome in self.outcomes:
+            if not re.match(_OUTCOME_NAME, outcome):
+                raise ValueError(f"{self.task_id}: outcome {outcome!r} must be lower_snake_case")
+        if len(set(self.outcomes)) != len(self.outcomes):
+            raise ValueError(f"{self.task_id}: outcomes must be unique")
+        self.branches = {k: [v] if isinstance(v, str) else list(v) for k, v in (branches or {}).items()}
+        unknown = set(self.branches) - set(self.outcomes)
+        if unknown:
+            raise ValueError(f"{self.task_id}: branches for unknown outcomes {sorted(unknown)}")
+        if self.branches and set(self.branches) != set(self.outcomes):
+            raise ValueError(f"{self.task_id}: branches must name a path for every outcome")
+        self.sla = sla
+        self.mail_template = mail_template
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+
+    # --- running ------------------------------------------------------------------------------------
+
+    def execute(self, context: Any) -> Any:
+        from tempo.steps.trigger import HumanStepTrigger
+        from tempo.steps.work import open_step
+
+        task = open_step(self, context)
+        if task.status not in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+            self.log.info("[tempo] task %s is already %s; not waiting again", task.id, task.status.value)
+            return self._finish(context, task)
+        if not self.deferrable:
+            return super().execute(context)
+        self.log.info("[tempo] waiting for task %s (%s)", task.id, task.title)
+        self.defer(
+            trigger=HumanStepTrigger(task_pk=task.id, poll_interval=self.poll_interval),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        from tempo.store.engine import read_session
+        from tempo.store.tasks import get_task
+
+        if event.get("status") == "error":
+            raise StepStoreError(event.get("message", "Tempo task lost"))
+        with read_session() as session:
+            task = get_task(session, int(event["task_pk"]))
+        return self._finish(context, task)
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        """Reschedule/poke mode (``deferrable=False``): look the task up once per poke."""
+        from tempo.steps.work import step_key
+        from tempo.store.engine import read_session
+        from tempo.store.tasks import find_task
+
+        with read_session() as session:
+            task = find_task(session, *step_key(context))
+        if task is None or task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, task))
+
+    def _finish(self, context: Any, task: Task) -> dict[str, Any]:
+        if task.status == TaskStatus.CANCELLED:
+            raise StepCancelled(f"Tempo task {task.id} was cancelled")
+        if task.status == TaskStatus.EXPIRED:
+            raise StepExpired(f"Tempo task {task.id} expired before anyone acted")
+        answer = {
+            "form": task.result or {},
+            "outcome": task.outcome,
+            "completed_by": task.completed_by,
+            "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+            "task": task.id,
+        }
+        if self.branches:
+            path = self.branches.get(task.outcome or "")
+            if path is None:
+                raise AirflowFailException(f"outcome {task.outcome!r} has no branch")
+            # Skipping ends execution with an exception before Airflow pushes the return value.
+            context["ti"].xcom_push(key="return_value", value=answer)
+            self.do_branch(context, path)
+        return answer

@@ -1,0 +1,220 @@
+"""The trigger a waiting human step defers to, and the one poller all of them share.
+
+Thousands of steps may wait at once. Each ``HumanStepTrigger`` only registers its task id with the
+``TaskPoller`` of its event loop and awaits a future; the poller asks the store about *every*
+waiting task in one query per tick, so the query rate does not grow with the number of waiting
+steps. On PostgreSQL the poller also LISTENs on ``tempo_task_closed`` and ticks at once when a task
+is closed; polling stays as the fallback if the notification connection drops.
+
+The trigger has no side effects: when Airflow runs the same trigger twice, both fire the same event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Literal, TypedDict
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from sqlalchemy import Integer, any_, bindparam, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import make_url
+
+from tempo.store.models import CLOSED_TASK_STATUSES, Task
+from tempo.store.tasks import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+TRIGGER_CLASSPATH = "tempo.steps.trigger.HumanStepTrigger"
+
+
+class StepClosedEvent(TypedDict):
+    """The task left the inboxes: completed, rejected, cancelled or expired."""
+
+    status: Literal["closed"]
+    task_pk: int
+    task_status: str
+    version: int
+
+
+class StepErrorEvent(TypedDict):
+    status: Literal["error"]
+    task_pk: int
+    error_type: Literal["task_missing"]
+    message: str
+
+
+StepEvent = StepClosedEvent | StepErrorEvent
+
+
+class _Closed(TypedDict):
+    status: str
+    version: int
+
+
+class TaskPoller:
+    """Watches the store for the closing of any registered task; one per event loop."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        self.url = url
+        self.interval = interval
+        self._waiters: dict[int, list[asyncio.Future[_Closed | None]]] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        #: Store queries made, for tests and benchmarks that check the rate stays flat.
+        self.queries = 0
+
+    async def wait(self, task_pk: int) -> _Closed | None:
+        """Until task ``task_pk`` is closed; ``None`` if it does not exist."""
+        future: asyncio.Future[_Closed | None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_pk, []).append(future)
+        self._ensure_running()
+        self._wake.set()  # check the new waiter now rather than at the next tick
+        try:
+            return await future
+        finally:
+            waiters = self._waiters.get(task_pk)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
+                if not waiters:
+                    self._waiters.pop(task_pk, None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _ensure_running(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="tempo-task-poller")
+        if self._listen_task is None and make_url(self.url).get_backend_name() == "postgresql":
+            self._listen_task = asyncio.get_running_loop().create_task(
+                self._listen(), name="tempo-task-listen"
+            )
+
+    async def _run(self) -> None:
+        while self._waiters:
+            self._wake.clear()
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # store unreachable for a moment: keep waiting, try next tick
+                log.exception("[tempo] task poller query failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+        self._loop_task = None
+
+    async def _tick(self) -> None:
+        from tempo.store.engine import get_async_engine
+
+        ids = list(self._waiters)
+        if not ids:
+            return
+        engine = get_async_engine(self.url)
+        if engine.dialect.name == "postgresql":
+            id_filter = Task.id == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
+        else:
+            # One bound JSON array instead of one parameter per id: the statement is the same size
+            # whether 10 or 10,000 steps wait.
+            id_filter = Task.id.in_(
+                select(column("value")).select_from(func.json_each(bindparam("ids", json.dumps(ids))))
+            )
+        # Rows for every waiting id: closed ones resolve their waiters, missing ones resolve to None.
+        query = select(Task.id, Task.status, Task.version).where(id_filter)
+        async with engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        self.queries += 1
+        found = {row.id for row in rows}
+        for row in rows:
+            if row.status in CLOSED_TASK_STATUSES:
+                self._resolve(row.id, {"status": str(row.status.value), "version": row.version})
+        for missing in set(ids) - found:
+            self._resolve(missing, None)
+
+    def _resolve(self, task_pk: int, value: _Closed | None) -> None:
+        for future in self._waiters.pop(task_pk, []):
+            if not future.done():
+                future.set_result(value)
+
+    async def _listen(self) -> None:
+        """Tick at once on NOTIFY; on any connection trouble fall back to polling and retry later."""
+        import psycopg
+
+        conninfo = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            while self._waiters:
+                try:
+                    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                        await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                        self._wake.set()  # anything closed before LISTEN started is caught by this tick
+                        while self._waiters:
+                            async for _ in conn.notifies(timeout=30):
+                                self._wake.set()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning(
+                        "[tempo] LISTEN %s failed (%s); polling every %.1fs",
+                        NOTIFY_CHANNEL,
+                        exc,
+                        self.interval,
+                    )
+                    await asyncio.sleep(min(30.0, max(self.interval, 1.0) * 5))
+        finally:
+            self._listen_task = None
+
+
+_pollers: dict[tuple[int, str], TaskPoller] = {}
+
+
+def poller_for(url: str, interval: float) -> TaskPoller:
+    key = (id(asyncio.get_running_loop()), url)
+    poller = _pollers.get(key)
+    if poller is None:
+        poller = _pollers[key] = TaskPoller(url, interval)
+    return poller
+
+
+class HumanStepTrigger(BaseTrigger):
+    """Fires when the human task ``task_pk`` is closed.
+
+    Its kwargs are persisted in Airflow's database while the step waits, so they are a schema:
+    ``task_pk`` (int) and ``poll_interval`` (float seconds, or None for ``[tempo] poll_interval``).
+    Connection details are never among them; the triggerer reads ``[tempo]`` itself.
+    """
+
+    def __init__(self, task_pk: int, poll_interval: float | None = None, **_retired: Any) -> None:
+        # ``**_retired`` lets triggers persisted by an older Tempo, with kwargs since dropped, still load.
+        super().__init__()
+        self.task_pk = int(task_pk)
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return TRIGGER_CLASSPATH, {"task_pk": self.task_pk, "poll_interval": self.poll_interval}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from tempo import config
+
+        poller = poller_for(config.store_url(), self.poll_interval or config.poll_interval())
+        closed = await poller.wait(self.task_pk)
+        if closed is None:
+            error: StepErrorEvent = {
+                "status": "error",
+                "task_pk": self.task_pk,
+                "error_type": "task_missing",
+                "message": f"Tempo task {self.task_pk} is not in the store (was the store reset?)",
+            }
+            yield TriggerEvent(error)
+            return
+        event: StepClosedEvent = {
+            "status": "closed",
+            "task_pk": self.task_pk,
+            "task_status": closed["status"],
+            "version": closed["version"],
+        }
+        yield TriggerEvent(event)

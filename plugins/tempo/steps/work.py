@@ -1,0 +1,159 @@
+"""What steps do in the store when they run: the process row, the task row, the emails.
+
+Kept apart from the operator classes so the operators stay declarative and these functions can be
+called (and tested) with a plain context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowException
+from sqlalchemy.orm import Session
+
+from tempo import links
+from tempo.assignment import AssignmentError
+from tempo.mail.outbox import deliver_pending, enqueue
+from tempo.mail.render import render_mail
+from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
+from tempo.store.engine import write_session
+from tempo.store.models import Process, Task, utcnow
+from tempo.store.processes import ensure_process, refresh_current_step
+from tempo.store.tasks import TaskSpec, open_task
+
+if TYPE_CHECKING:
+    from tempo.steps.human import HumanStep
+
+log = logging.getLogger(__name__)
+
+
+def step_key(context: Any) -> tuple[str, str, str, int]:
+    ti = context["ti"]
+    map_index = ti.map_index if ti.map_index is not None else -1
+    return ti.dag_id, ti.run_id, ti.task_id, map_index
+
+
+def run_data(dag: Any, conf: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's business record: start-form defaults overlaid with the conf it was started with."""
+    data: dict[str, Any] = {}
+    if dag is not None and is_process(dag):
+        for key in dag.params:
+            value = dag.params.get_param(key).value
+            data[key] = None if type(value).__name__ == "ArgNotSet" else value
+    data.update(conf or {})
+    return data
+
+
+def process_for_run(session: Session, dag: Any, dag_run: Any) -> Process:
+    """The process row of this DAG run, created if the listener has not created it yet."""
+    conf = dict(getattr(dag_run, "conf", None) or {})
+    data = run_data(dag, conf)
+    if dag is not None and is_process(dag):
+        info = template_info(dag)
+        title = process_title(info, data)
+        business_key = data.get(info.business_key) if info.business_key else None
+    else:
+        title, business_key = (getattr(dag, "dag_display_name", None) or dag_run.dag_id), None
+    requester = conf.get(REQUESTER_KEY) or getattr(dag_run, "triggering_user_name", None)
+    process, _ = ensure_process(
+        session,
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        template=dag_run.dag_id,
+        title=title,
+        business_key=str(business_key) if business_key not in (None, "") else None,
+        requester=requester,
+        counterparty_code=conf.get(COUNTERPARTY_KEY),
+        data=data,
+    )
+    return process
+
+
+def _mail_context(task: Task, process: Process) -> dict[str, Any]:
+    return {"task": task, "process": process, "task_page": links.task_page(task.id)}
+
+
+def open_step(step: HumanStep, context: Any) -> Task:
+    """Create (or find) the step's task and queue its assignment emails; send them right away."""
+    dag_id, run_id, task_id, map_index = step_key(context)
+    keys: list[str] = []
+    with write_session() as session:
+        process = process_for_run(session, context.get("dag"), context["dag_run"])
+        try:
+            resolved = step.assign_to.resolve(session, process, context)
+        except AssignmentError as exc:
+            raise AirflowException(f"{task_id}: cannot assign the step: {exc}") from None
+        now = utcnow()
+        spec = TaskSpec(
+            process_id=process.id,
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            map_index=map_index,
+            title=str(step.title)[:500],
+            instructions=str(step.instructions or ""),
+            form_schema=step.form.schema(),
+            outcomes=list(step.outcomes),
+            assignee=resolved.assignee,
+            candidate_role=resolved.role,
+            candidate_unit=resolved.unit,
+            due_at=step.sla.due_at(now) if step.sla else None,
+            sla_policy=step.sla.to_dict() if step.sla else None,
+        )
+        task, changed = open_task(session, spec)
+        if changed:
+            refresh_current_step(session, process.id)
+            for person in resolved.recipients(session):
+                key = f"task:{task.id}:v{task.version}:assigned:{person.username}"
+                mail = render_mail(
+                    step.mail_template,
+                    {
+                        **_mail_context(task, process),
+                        "person": person,
+                        "action_link": links.task_link(task.id, person.username),
+                    },
+                )
+                enqueue(
+                    session,
+                    dedup_key=key,
+                    to=[person.email],
+                    mail=mail,
+                    process_id=process.id,
+                    task_id=task.id,
+                )
+                keys.append(key)
+    send_now(keys)
+    return task
+
+
+def send_now(keys: Sequence[str]) -> None:
+    """Try to deliver freshly queued messages at once; what fails stays queued for the sweeper."""
+    if not keys:
+        return
+    try:
+        report = deliver_pending(keys=keys)
+    except Exception:  # the outbox keeps the messages; delivery is retried later
+        log.exception("[tempo] immediate delivery failed; the messages stay in the outbox")
+        return
+    if report.retrying or report.failed:
+        log.warning(
+            "[tempo] %d message(s) not delivered yet; they stay in the outbox",
+            report.retrying + report.failed,
+        )
+
+
+def queue_notification(
+    context: Any, *, template: str, recipients: list[Any], extra: dict[str, Any], session: Session
+) -> list[str]:
+    """Queue one message per recipient person; the dedup key makes retries of the step harmless."""
+    dag_id, run_id, task_id, map_index = step_key(context)
+    process = process_for_run(session, context.get("dag"), context["dag_run"])
+    keys = []
+    for person in recipients:
+        key = f"notify:{dag_id}:{run_id}:{task_id}:{map_index}:{person.username}"
+        mail = render_mail(template, {"process": process, "person": person, "data": process.data, **extra})
+        enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id)
+        keys.append(key)
+    return keys
