@@ -27,7 +27,7 @@ with process(
         part=Text(label="Part", max_length=200),
         in_warranty=Checkbox(label="In warranty"),
     ),
-):
+) as dag:
 
     @task.branch
     def check_warranty(params: dict | None = None) -> str:
