@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -83,6 +84,56 @@ def _tasks_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks_complete(args: argparse.Namespace) -> int:
+    from tempo.forms import Form, FormErrors
+    from tempo.store.engine import write_session
+    from tempo.store.tasks import TaskConflict, TaskNotFound, complete_task, get_task
+
+    answers: dict[str, object] = {}
+    for item in args.field or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            print(f"error: --field takes NAME=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        answers[name] = value
+    try:
+        with write_session(args.url) as session:
+            task = get_task(session, args.task_id)
+            if task.outcomes and args.outcome not in task.outcomes:
+                print(f"error: --outcome must be one of {', '.join(task.outcomes)}", file=sys.stderr)
+                return 2
+            result = Form.from_schema(task.form_schema).validate(answers)
+            complete_task(
+                session,
+                task.id,
+                actor=args.by,
+                result=result,
+                outcome=args.outcome,
+                expected_version=task.version,
+            )
+    except FormErrors as exc:
+        for name, message in exc.errors.items():
+            print(f"error: {name}: {message}", file=sys.stderr)
+        return 2
+    except TaskNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TaskConflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(f"[tempo] task {args.task_id} completed by {args.by}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tempo.devstack import run_demo
+
+    run_demo(Path(args.home).resolve(), port=args.port, smtp_port=args.smtp_port)
+    return 0
+
+
 def _config_list(_args: argparse.Namespace) -> int:
     from tempo.config import OPTIONS
 
@@ -123,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_tasks_list)
+
+    complete = tasks.add_parser("complete", help="complete a task as a person would (validated)")
+    complete.add_argument("task_id", type=int)
+    complete.add_argument("--by", required=True, help="username of the person acting")
+    complete.add_argument("--outcome")
+    complete.add_argument("--field", action="append", metavar="NAME=VALUE")
+    complete.set_defaults(func=_tasks_complete)
+
+    demo = commands.add_parser("demo", help="run Airflow with Tempo and the example processes locally")
+    demo.add_argument("--home", default=os.environ.get("AIRFLOW_HOME", ".airflow"))
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--smtp-port", type=int, default=1025)
+    demo.set_defaults(func=_demo)
 
     commands.add_parser("config", help="list the [tempo] options").set_defaults(func=_config_list)
 

@@ -1,0 +1,322 @@
+"""Airflow with Tempo on one machine: the components as separate processes, on loopback only.
+
+``make demo`` and the end-to-end tests both start Airflow through this module, so the demo is the
+tested topology: api-server (bound to 127.0.0.1), scheduler, dag-processor and triggerer, each with
+``--skip-serve-logs`` (``airflow standalone`` would bind log servers on every interface),
+LocalExecutor, SimpleAuthManager with known users, and a local mail catcher for the SMTP connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT = Path(__file__).resolve().parents[2]
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Airflow users of the demo: the people of ``include/directory.yaml`` plus an admin.
+DEMO_USERS = {
+    "admin": "admin",
+    "rob": "user",
+    "sandra": "user",
+    "john": "user",
+    "helen": "user",
+    "mike": "user",
+    "olga": "admin",
+    "sam": "user",
+    "fiona": "user",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AirflowStack:
+    home: Path
+    dags_folder: Path = PROJECT / "dags"
+    plugins_folder: Path = PROJECT / "plugins"
+    port: int = 0
+    smtp_port: int | None = None
+    store_url: str | None = None
+    metadata_url: str | None = None
+    passwords: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    components: tuple[str, ...] = COMPONENTS
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _token: str | None = None
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).resolve()
+        self.port = self.port or free_port()
+        self.store_url = self.store_url or f"sqlite:///{self.home / 'tempo.db'}"
+        self.metadata_url = self.metadata_url or f"sqlite:///{self.home / 'airflow.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        secrets_file = self.home / "secrets.json"
+        if not secrets_file.exists():
+            secrets_file.write_text(
+                json.dumps({k: secrets.token_urlsafe(32) for k in ("jwt", "api", "tempo")})
+            )
+        keys = json.loads(secrets_file.read_text())
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in DEMO_USERS.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": str(self.metadata_url),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__SECRET_KEY": keys["api"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt"],
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            "AIRFLOW__TEMPO__SQL_ALCHEMY_CONN": str(self.store_url),
+            "AIRFLOW__TEMPO__BASE_URL": self.base_url,
+            "AIRFLOW__TEMPO__SECRET_KEY": keys["tempo"],
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.smtp_port is not None:
+            env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+                {
+                    "conn_type": "smtp",
+                    "host": "127.0.0.1",
+                    "port": self.smtp_port,
+                    "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0, "timeout": 10},
+                }
+            )
+        env.update(self.extra_env)
+        return env
+
+    def airflow(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env(),
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def tempo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tempo.cli", *args],
+            env=self.env(),
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def prepare(self, directory_file: Path | None = PROJECT / "include" / "directory.yaml") -> None:
+        """Migrate Airflow's and Tempo's databases, write the users' passwords, load the directory."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        passwords_file = self.home / "passwords.json"
+        if not passwords_file.exists():
+            passwords_file.write_text(json.dumps({u: f"{u}-tempo" for u in DEMO_USERS}))
+        self.passwords = json.loads(passwords_file.read_text())
+        self.airflow("db", "migrate")
+        self.tempo("db", "upgrade")
+        if directory_file is not None:
+            self.tempo("directory", "load", str(directory_file))
+
+    def start(self) -> None:
+        logs = self.home / "component-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        commands = {
+            "api-server": ["api-server", "-H", "127.0.0.1", "-p", str(self.port), "-w", "1"],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+        }
+        env = self.env()
+        for name in self.components:
+            self.start_component(name, commands[name], env, logs)
+
+    def start_component(self, name: str, args: list[str], env: Mapping[str, str], logs: Path) -> None:
+        out = (logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, sig)
+        process.wait(timeout=60)
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            process = self.processes.pop(name)
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=20)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=20)
+
+    def log(self, name: str) -> str:
+        path = self.home / "component-logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- REST API ----------------------------------------------------------------------------------
+
+    def token(self, username: str = "admin") -> str:
+        response = httpx.post(
+            f"{self.base_url}/auth/token",
+            json={"username": username, "password": self.passwords[username]},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    def api(self, method: str, path: str, *, user: str = "admin", **kwargs: Any) -> httpx.Response:
+        if user == "admin" and self._token is None:
+            self._token = self.token("admin")
+        token = self._token if user == "admin" else self.token(user)
+        return httpx.request(
+            method,
+            f"{self.base_url}{path}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            **kwargs,
+        )
+
+    def wait_ready(self, dag_ids: Iterable[str], timeout: float = 240) -> None:
+        """Until the API answers and every DAG in ``dag_ids`` is parsed and unpaused."""
+        deadline = time.monotonic() + timeout
+        pending = set(dag_ids)
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                for dag_id in list(pending):
+                    response = self.api("GET", f"/api/v2/dags/{dag_id}")
+                    if response.status_code == 200:
+                        if response.json().get("is_paused"):
+                            self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+                        pending.discard(dag_id)
+                if not pending and self._triggerer_alive():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Airflow not ready after {timeout}s; waiting for {sorted(pending)}")
+
+    def _triggerer_alive(self) -> bool:
+        if "triggerer" not in self.processes:
+            return True
+        response = self.api("GET", "/api/v2/monitor/health")
+        status = (
+            (response.json().get("triggerer") or {}).get("status") if response.status_code == 200 else None
+        )
+        return status == "healthy"
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)[-4000:]}")
+
+    def trigger(
+        self, dag_id: str, conf: Mapping[str, Any], run_id: str | None = None, user: str = "admin"
+    ) -> str:
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf)}
+        if run_id:
+            body["dag_run_id"] = run_id
+        response = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body, user=user)
+        response.raise_for_status()
+        return str(response.json()["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        response.raise_for_status()
+        return str(response.json()["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 180) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(0.5)
+        raise TimeoutError(f"run {run_id} of {dag_id} not finished after {timeout}s")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        response.raise_for_status()
+        return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
+
+    def task_tries(self, dag_id: str, run_id: str) -> dict[str, int]:
+        response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        response.raise_for_status()
+        return {ti["task_id"]: ti["try_number"] for ti in response.json()["task_instances"]}
+
+
+def run_demo(home: Path, port: int = 8080, smtp_port: int = 1025) -> None:
+    """``make demo``: start everything, print where to go, run until Ctrl-C."""
+    from tempo import mailcatcher
+
+    controller, _ = mailcatcher.start(port=smtp_port, maildir=home / "mail")
+    stack = AirflowStack(home=home, port=port, smtp_port=smtp_port)
+    print(f"[tempo] preparing {home} (Airflow and Tempo databases, demo directory)...", flush=True)
+    stack.prepare()
+    stack.start()
+    try:
+        stack.wait_ready(["rma_sales_order"])
+        print(
+            f"\n  Airflow with Tempo:  {stack.base_url}/\n"
+            f"  Login:               admin / {stack.passwords['admin']}"
+            f"   (people: rob, sandra, john; password <name>-tempo)\n"
+            f"  Mail catcher:        SMTP 127.0.0.1:{smtp_port}, messages saved in {home / 'mail'}\n"
+            f"  Component logs:      {home / 'component-logs'}\n\n  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while True:
+            stack._check_alive()
+            time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        controller.stop()
+
+
+def clean_home(home: Path) -> None:
+    shutil.rmtree(home, ignore_errors=True)
