@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Literal, TypedDict
 
@@ -169,14 +170,18 @@ class TaskPoller:
             self._listen_task = None
 
 
-_pollers: dict[tuple[int, str], TaskPoller] = {}
+# Keyed by the loop object itself (weakly): an id() could be reused by a later loop.
+_pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, TaskPoller]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def poller_for(url: str, interval: float) -> TaskPoller:
-    key = (id(asyncio.get_running_loop()), url)
-    poller = _pollers.get(key)
+    """The poller of the running event loop for this store (one per triggerer process)."""
+    per_loop = _pollers.setdefault(asyncio.get_running_loop(), {})
+    poller = per_loop.get(url)
     if poller is None:
-        poller = _pollers[key] = TaskPoller(url, interval)
+        poller = per_loop[url] = TaskPoller(url, interval)
     return poller
 
 

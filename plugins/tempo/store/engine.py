@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -112,7 +113,10 @@ def dialect_name(url: str | None = None) -> str:
 
 # --- async (triggers) ------------------------------------------------------------------------------
 
-_async_engines: dict[tuple[int, str], AsyncEngine] = {}
+# Keyed by the loop object (weakly): async engines may not cross event loops.
+_async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _async_sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -125,16 +129,16 @@ def _async_sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def get_async_engine(url: str | None = None) -> AsyncEngine:
     """The async engine for the running event loop (engines may not cross loops)."""
     url = async_url(url or config.store_url())
-    key = (id(asyncio.get_running_loop()), url)
     with _lock:
-        engine = _async_engines.get(key)
+        per_loop = _async_engines.setdefault(asyncio.get_running_loop(), {})
+        engine = per_loop.get(url)
         if engine is None:
             if make_url(url).get_backend_name() == "sqlite":
                 engine = create_async_engine(url, connect_args={"timeout": 30})
                 event.listen(engine.sync_engine, "connect", _async_sqlite_on_connect)
             else:
                 engine = create_async_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=3)
-            _async_engines[key] = engine
+            per_loop[url] = engine
         return engine
 
 
@@ -145,3 +149,11 @@ def dispose_all() -> None:
         _engines.clear()
     for engine in engines:
         engine.dispose()
+
+
+async def dispose_async() -> None:
+    """Close the running loop's async engines (tests; a triggerer's loop lives as long as the process)."""
+    with _lock:
+        engines = list(_async_engines.pop(asyncio.get_running_loop(), {}).values())
+    for engine in engines:
+        await engine.dispose()

@@ -1,0 +1,51 @@
+# Two commands on a fresh machine:
+#   make demo   install, prepare the databases, start Airflow with Tempo and a local mail catcher
+#   make test   install, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+
+.PHONY: demo test lint bench system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Runtime stack only (what `make demo` needs).
+$(VENV)/.runtime: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# Runtime plus test and benchmark tools.
+$(VENV)/.test: $(VENV)/.runtime requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+# PostgreSQL server binaries for the store tests (Debian's package; present on most machines).
+system-deps:
+	@if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		echo "[tempo] installing PostgreSQL server binaries"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi; \
+	fi
+
+demo: $(VENV)/.runtime
+	$(BIN)/tempo demo --home "$(AIRFLOW_HOME)"
+
+test: $(VENV)/.test system-deps
+	$(BIN)/pytest
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check plugins tests dags bench
+	$(BIN)/ruff format --check plugins tests dags bench
+	$(BIN)/mypy
+
+bench: $(VENV)/.test system-deps
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/waiting.py
+
+clean:
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,37 @@
+"""Small builders for store rows used across tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tempo.store.processes import ensure_process
+from tempo.store.tasks import TaskSpec, open_task
+
+_runs = itertools.count(1)
+
+
+def make_process(session: Session, **overrides: Any):
+    n = next(_runs)
+    fields = {"dag_id": "demo", "run_id": f"run-{n}", "template": "demo", "title": f"Demo {n}"}
+    fields.update(overrides)
+    process, _ = ensure_process(session, **fields)
+    return process
+
+
+def make_task(session: Session, process=None, **overrides: Any):
+    process = process or make_process(session)
+    fields = {
+        "process_id": process.id,
+        "dag_id": process.dag_id,
+        "run_id": process.run_id,
+        "task_id": "step",
+        "map_index": -1,
+        "title": "Do the thing",
+        "form_schema": {"fields": [{"name": "answer", "type": "text"}]},
+    }
+    fields.update(overrides)
+    task, _ = open_task(session, TaskSpec(**fields))
+    return task

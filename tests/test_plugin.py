@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO
+
+HIDE_INSTALLED_PACKAGE = textwrap.dedent(
+    """
+    # Make the pip-installed distribution invisible, as on a machine where Tempo is only copied into
+    # Airflow's plugins folder.
+    import importlib.metadata, importlib_metadata
+    for module in (importlib.metadata, importlib_metadata):
+        original = module.distributions
+        module.distributions = (
+            lambda original: lambda **kw: [d for d in original(**kw) if d.metadata["Name"] != "airflow-tempo"]
+        )(original)
+    """
+)
+
+RUN_AIRFLOW_PLUGINS = (
+    "import sys\nfrom airflow.__main__ import main\nsys.argv = ['airflow', 'plugins', '-o', 'json']\nmain()\n"
+)
+
+
+def airflow_plugins(tmp_path, plugins_folder, prelude: str = "") -> list[dict]:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + RUN_AIRFLOW_PLUGINS],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Failed to import plugin" not in result.stderr
+    assert "already registered" not in result.stderr + result.stdout
+    start = result.stdout.index("[")
+    return json.loads(result.stdout[start:])
+
+
+def test_plugin_loads_from_the_installed_entry_point(tmp_path):
+    empty = tmp_path / "plugins"
+    empty.mkdir()
+    plugins = airflow_plugins(tmp_path, empty)
+    tempo = [p for p in plugins if p["name"] == "tempo"]
+    assert len(tempo) == 1
+    assert "tempo.listeners" in str(tempo[0]["listeners"])
+    assert "airflow-tempo" in str(tempo[0]["source"])
+
+
+def test_plugin_loads_from_the_plugins_folder_alone(tmp_path):
+    plugins = airflow_plugins(tmp_path, REPO / "plugins", prelude=HIDE_INSTALLED_PACKAGE)
+    tempo = [p for p in plugins if p["name"] == "tempo"]
+    assert len(tempo) == 1
+    assert "tempo_plugin.py" in str(tempo[0]["source"])
+
+
+def test_plugin_folder_and_entry_point_together_register_once(tmp_path):
+    plugins = airflow_plugins(tmp_path, REPO / "plugins")
+    assert [p["name"] for p in plugins].count("tempo") == 1
+
+
+def test_loading_the_plugin_has_no_side_effects(tmp_path):
+    """Importing the plugin creates no tables, no files and opens no connection."""
+    store = tmp_path / "tempo.db"
+    code = textwrap.dedent(
+        f"""
+        import os, socket
+        os.environ["AIRFLOW__TEMPO__SQL_ALCHEMY_CONN"] = "sqlite:///{store}"
+        def no_network(*a, **k):
+            raise AssertionError("network used at import")
+        socket.socket.connect = no_network
+        import tempo.plugin, tempo, tempo.listeners
+        from tempo import HumanStep, NotifyStep, process, Form, Text
+        assert not os.path.exists("{store}")
+        print("clean")
+        """
+    )
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("clean")
+    assert not store.exists()
