@@ -19,12 +19,20 @@ from airflow.listeners import hookimpl
 log = logging.getLogger(__name__)
 
 
-def _live_task_ids(dag_run: Any) -> list[str]:
-    """Steps of the run that are waiting or about to run; a cleared step is in none of these states."""
-    from airflow.utils.state import TaskInstanceState as S
+_LIVE_STATES = frozenset({"deferred", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule"})
 
-    live = [S.DEFERRED, S.RUNNING, S.QUEUED, S.SCHEDULED, S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE]
-    return [ti.task_id for ti in dag_run.get_task_instances(state=live)]
+
+def _live_task_ids(dag_run: Any) -> list[str] | None:
+    """Steps of the run that are waiting or about to run; a cleared step is in none of these states.
+
+    Read through the run's own relationship, inside the caller's session: opening an Airflow session
+    here would commit and close the scheduler's (it is thread-scoped). ``None`` when unknown.
+    """
+    try:
+        return [ti.task_id for ti in dag_run.task_instances if str(ti.state or "") in _LIVE_STATES]
+    except Exception:
+        log.warning("[tempo] could not read the task states of %s", getattr(dag_run, "run_id", "?"))
+        return None
 
 
 @hookimpl
@@ -32,7 +40,7 @@ def on_dag_run_running(dag_run: Any, msg: str) -> None:
     try:
         _run_started(dag_run)
     except Exception:
-        log.exception("[tempo] could not record the start of %s / %s", dag_run.dag_id, dag_run.run_id)
+        log.exception("[tempo] could not record the start of a run")
 
 
 @hookimpl
@@ -52,22 +60,19 @@ def _run_started(dag_run: Any) -> None:
     from tempo.store.processes import find_process, refresh_current_step, restart_process
     from tempo.store.tasks import cancel_active_tasks
 
+    dag_id, run_id = dag_run.dag_id, dag_run.run_id
     dag = getattr(dag_run, "dag", None)
     with write_session() as session:
-        existing = find_process(session, dag_run.dag_id, dag_run.run_id)
+        existing = find_process(session, dag_id, run_id)
         if existing is None:
             if is_process(dag):
                 process_for_run(session, dag, dag_run)
             return
         # The run starts again: it was cleared (wholly or in part).
         restart_process(session, existing)
-        cancel_active_tasks(
-            session,
-            dag_run.dag_id,
-            dag_run.run_id,
-            reason="run cleared",
-            keep_task_ids=_live_task_ids(dag_run),
-        )
+        live = _live_task_ids(dag_run)
+        if live is not None:
+            cancel_active_tasks(session, dag_id, run_id, reason="run cleared", keep_task_ids=live)
         refresh_current_step(session, existing.id)
 
 
@@ -78,15 +83,14 @@ def _run_finished(dag_run: Any, state: str, msg: str) -> None:
     from tempo.store.tasks import cancel_active_tasks
 
     try:
+        dag_id, run_id = dag_run.dag_id, dag_run.run_id
         with write_session() as session:
-            process = find_process(session, dag_run.dag_id, dag_run.run_id)
+            process = find_process(session, dag_id, run_id)
             if process is None:
                 return
-            cancelled = cancel_active_tasks(
-                session, dag_run.dag_id, dag_run.run_id, reason=f"run {state}: {msg}"
-            )
+            cancelled = cancel_active_tasks(session, dag_id, run_id, reason=f"run {state}: {msg}")
             finish_process(session, process, ProcessStatus(state), reason=msg)
         if cancelled:
-            log.info("[tempo] run %s %s: cancelled %d open task(s)", dag_run.run_id, state, len(cancelled))
+            log.info("[tempo] run %s %s: cancelled %d open task(s)", run_id, state, len(cancelled))
     except Exception:
-        log.exception("[tempo] could not record the end of %s / %s", dag_run.dag_id, dag_run.run_id)
+        log.exception("[tempo] could not record the end of a run")

@@ -1,0 +1,86 @@
+"""One real Airflow for the end-to-end tests: api-server, scheduler, dag-processor, triggerer.
+
+Started once per test session on loopback ports with a temporary AIRFLOW_HOME, SQLite databases,
+LocalExecutor and a real SMTP server (aiosmtpd) as the SMTP connection. The DAGs are the project's
+``dags/`` plus the test-only DAGs of ``tests/e2e/dags``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tempo import mailcatcher
+from tempo.devstack import AirflowStack
+from tests.conftest import REPO
+
+E2E_DAGS = Path(__file__).parent / "dags"
+
+
+def dag_ids_in(folder: Path) -> list[str]:
+    """The DAG ids a folder defines, found without importing it (one ``process("id"``/``DAG("id"`` each)."""
+    import re
+
+    ids = []
+    for path in sorted(folder.glob("*.py")):
+        ids += re.findall(r'(?:process|DAG)\(\s*"([a-z0-9_]+)"', path.read_text())
+    return ids
+
+
+@pytest.fixture(scope="session")
+def mail() -> Iterator[mailcatcher.CatchingHandler]:
+    controller, handler = mailcatcher.start()
+    handler.port = controller.port  # type: ignore[attr-defined]
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[AirflowStack]:
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    for folder in (REPO / "dags", E2E_DAGS):
+        for path in folder.glob("*.py"):
+            (dags / path.name).symlink_to(path)
+    stack = AirflowStack(
+        home=home,
+        dags_folder=dags,
+        smtp_port=mail.port,
+        extra_env={"AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "32", "AIRFLOW__TEMPO__POLL_INTERVAL": "0.5"},
+    )
+    stack.prepare()
+    # The test process reads and writes the same store as the components.
+    os.environ["AIRFLOW__TEMPO__SQL_ALCHEMY_CONN"] = str(stack.store_url)
+    os.environ["AIRFLOW__TEMPO__SECRET_KEY"] = stack.env()["AIRFLOW__TEMPO__SECRET_KEY"]
+    os.environ["AIRFLOW__TEMPO__BASE_URL"] = stack.base_url
+    stack.start()
+    try:
+        stack.wait_ready(dag_ids_in(REPO / "dags") + dag_ids_in(E2E_DAGS))
+        yield stack
+    finally:
+        stack.stop()
+        from tempo.store.engine import dispose_all
+
+        dispose_all()
+        artifacts = REPO / "tests" / "artifacts" / "e2e-logs"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            (artifacts / f"{name}.log").write_text(stack.log(name)[-200_000:])
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.1, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")
