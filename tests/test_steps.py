@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tempo import (
+    Checkbox,
+    CounterpartyResponsible,
+    Decide,
+    Form,
+    HumanStep,
+    NotifyStep,
+    Person,
+    Requester,
+    RequesterManager,
+    Role,
+    Text,
+    Unit,
+    process,
+)
+from tempo.assignment import AssignmentError
+from tempo.directory import load_directory_file
+from tempo.steps.process import is_process, process_title, template_info
+from tempo.store.engine import read_session, write_session
+from tests.conftest import REPO
+from tests.factories import make_process
+
+
+def test_process_carries_its_template_in_params_that_airflow_serializes():
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with process(
+        "p_demo",
+        title="Demo process",
+        description="What it is for",
+        owner="support",
+        business_key="ref",
+        start_form=Form(ref=Text(label="Reference", pattern=r"R-\d+"), urgent=Checkbox()),
+    ) as dag:
+        HumanStep(task_id="s", title="t", assign_to="sandra")
+    assert dag.schedule is None and "tempo" in dag.tags
+
+    serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    for candidate in (dag, serialized):
+        info = template_info(candidate)
+        assert is_process(candidate)
+        assert (info.title, info.description, info.business_key) == ("Demo process", "What it is for", "ref")
+        assert list(info.start_form.fields) == ["ref", "urgent"]
+        assert info.start_form.validate({"ref": "R-1"}) == {"ref": "R-1", "urgent": False}
+    assert process_title(info, {"ref": "R-9"}) == "Demo process R-9"
+
+
+def test_business_key_must_be_a_start_field():
+    with pytest.raises(ValueError, match="business_key"):
+        process("p_bad", title="x", business_key="nope", start_form=Form(ref=Text()))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"outcomes": ["Approve"]}, "lower_snake_case"),
+        ({"outcomes": ["ok", "ok"]}, "unique"),
+        ({"outcomes": ["ok"], "branches": {"no": "x"}}, "unknown outcomes"),
+        ({"outcomes": ["ok", "no"], "branches": {"ok": "x"}}, "every outcome"),
+    ],
+    ids=["case", "duplicate", "unknown-branch", "missing-branch"],
+)
+def test_human_step_rejects_bad_declarations(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HumanStep(task_id="s", title="t", assign_to="sandra", **kwargs)
+
+
+def test_human_step_is_declarative_and_retries_by_default():
+    step = HumanStep(task_id="s", title="{{ params.x }}", assign_to=Role("customer_service"))
+    assert step.retries >= 1
+    assert "title" in step.template_fields and "instructions" in step.template_fields
+    assert step.assign_to == Role("customer_service")
+
+
+def test_notify_step_needs_a_recipient():
+    with pytest.raises(ValueError, match="at least one recipient"):
+        NotifyStep(task_id="n", to=[], template="x")
+
+
+@pytest.fixture
+def directory(store):
+    load_directory_file(REPO / "include" / "directory.yaml")
+    return store
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected", "recipients"),
+    [
+        (Person("sandra"), ("sandra", None, None), ["sandra"]),
+        (Role("customer_service"), (None, "customer_service", None), ["sandra"]),
+        (Unit("repair"), (None, None, "repair"), ["john", "victor"]),
+        (Requester(), ("rob", None, None), ["rob"]),
+        (RequesterManager(), ("mike", None, None), ["mike"]),
+        (CounterpartyResponsible(), ("sandra", None, None), ["sandra"]),
+        (Decide(lambda context, process: "john"), ("john", None, None), ["john"]),
+        (
+            Decide(lambda context, process: Role("repair_technician")),
+            (None, "repair_technician", None),
+            ["john"],
+        ),
+    ],
+    ids=[
+        "person",
+        "role",
+        "unit",
+        "requester",
+        "requester-manager",
+        "counterparty",
+        "callable",
+        "callable-role",
+    ],
+)
+def test_assignments_resolve_against_the_directory(directory, assignment, expected, recipients):
+    with write_session() as session:
+        proc = make_process(session, requester="rob", counterparty_code="GLOBEX")
+        resolved = assignment.resolve(session, proc, None)
+        assert (resolved.assignee, resolved.role, resolved.unit) == expected
+        assert sorted(p.username for p in resolved.recipients(session)) == recipients
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [Person("nobody"), Role("astronaut"), Unit("moonbase"), RequesterManager(), CounterpartyResponsible()],
+    ids=["person", "role", "unit", "no-requester", "no-counterparty"],
+)
+def test_unresolvable_assignments_say_why(directory, assignment):
+    with write_session() as session:
+        proc = make_process(session)
+        with pytest.raises(AssignmentError):
+            assignment.resolve(session, proc, None)
+
+
+def test_execute_creates_one_task_and_returns_a_stored_answer_without_deferring(directory, monkeypatch):
+    """A retry (or a second run of execute) never duplicates the task; a completed one is returned."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from tempo.store.models import Task
+    from tempo.store.tasks import complete_task
+
+    monkeypatch.setattr("tempo.steps.work.send_now", lambda keys: None)
+    step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra", form=Form(answer=Text()))
+    dag_run = SimpleNamespace(dag_id="d", run_id="r1", conf={"requester": "rob"}, triggering_user_name=None)
+    ti = SimpleNamespace(dag_id="d", run_id="r1", task_id="ask", map_index=-1)
+    context = {"ti": ti, "dag_run": dag_run, "dag": None}
+
+    with pytest.raises(TaskDeferred) as deferred:
+        step.execute(context)
+    with pytest.raises(TaskDeferred):
+        step.execute(context)
+    task_pk = deferred.value.trigger.task_pk
+    with read_session() as session:
+        assert len(session.query(Task).all()) == 1
+    with write_session() as session:
+        complete_task(session, task_pk, actor="sandra", result={"answer": "42"})
+
+    answer = step.execute(context)
+    assert (
+        answer["form"] == {"answer": "42"}
+        and answer["completed_by"] == "sandra"
+        and answer["task"] == task_pk
+    )
+    assert step.execute_complete(context, {"status": "closed", "task_pk": task_pk}) == answer
