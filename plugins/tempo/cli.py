@@ -85,9 +85,9 @@ def _tasks_list(args: argparse.Namespace) -> int:
 
 
 def _tasks_complete(args: argparse.Namespace) -> int:
-    from tempo.forms import Form, FormErrors
-    from tempo.store.engine import write_session
-    from tempo.store.tasks import TaskConflict, TaskNotFound, complete_task, get_task
+    from tempo.actions import complete
+    from tempo.forms import FormErrors
+    from tempo.store.tasks import TaskConflict, TaskNotFound
 
     answers: dict[str, object] = {}
     for item in args.field or []:
@@ -97,20 +97,7 @@ def _tasks_complete(args: argparse.Namespace) -> int:
             return 2
         answers[name] = value
     try:
-        with write_session(args.url) as session:
-            task = get_task(session, args.task_id)
-            if task.outcomes and args.outcome not in task.outcomes:
-                print(f"error: --outcome must be one of {', '.join(task.outcomes)}", file=sys.stderr)
-                return 2
-            result = Form.from_schema(task.form_schema).validate(answers)
-            complete_task(
-                session,
-                task.id,
-                actor=args.by,
-                result=result,
-                outcome=args.outcome,
-                expected_version=task.version,
-            )
+        complete(args.task_id, actor=args.by, answers=answers, outcome=args.outcome)
     except FormErrors as exc:
         for name, message in exc.errors.items():
             print(f"error: {name}: {message}", file=sys.stderr)

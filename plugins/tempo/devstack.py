@@ -41,6 +41,16 @@ DEMO_USERS = {
 }
 
 
+def _stop_with_parent() -> None:
+    """In the child: ask Linux for SIGTERM when the process that started us dies, so a killed test
+    run or demo leaves no Airflow component behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))

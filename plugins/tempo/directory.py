@@ -207,22 +207,23 @@ def load_directory(session: Session, doc: DirectoryFile) -> LoadSummary:
         role.name = role_entry.name
         session.add(role)
     session.flush()
-    for entry in doc.people:
-        person = session.get(Person, entry.username) or Person(username=entry.username)
+    for person_entry in doc.people:
+        person = session.get(Person, person_entry.username) or Person(username=person_entry.username)
         person.name, person.email, person.unit_code, person.active = (
-            entry.name,
-            entry.email,
-            entry.unit,
-            entry.active,
+            person_entry.name,
+            person_entry.email,
+            person_entry.unit,
+            person_entry.active,
         )
         person.manager_username = None
         session.add(person)
     session.flush()
-    for entry in doc.people:
-        session.get_one(Person, entry.username).manager_username = entry.manager
-        session.execute(delete(PersonRole).where(PersonRole.username == entry.username))
+    for person_entry in doc.people:
+        session.get_one(Person, person_entry.username).manager_username = person_entry.manager
+        session.execute(delete(PersonRole).where(PersonRole.username == person_entry.username))
         session.add_all(
-            PersonRole(username=entry.username, role_code=code) for code in dict.fromkeys(entry.roles)
+            PersonRole(username=person_entry.username, role_code=code)
+            for code in dict.fromkeys(person_entry.roles)
         )
     for entry in doc.units:
         session.get_one(Unit, entry.code).head_username = entry.head

@@ -38,7 +38,7 @@ class CaughtMail:
 
     def body(self, subtype: str = "plain") -> str:
         part = self.message.get_body(preferencelist=(subtype,))
-        return part.get_content() if part is not None else ""  # type: ignore[attr-defined]
+        return part.get_content() if part is not None else ""
 
 
 class CatchingHandler:
@@ -51,7 +51,7 @@ class CatchingHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        caught = CaughtMail(envelope.mail_from, tuple(envelope.rcpt_tos), message)  # type: ignore[arg-type]
+        caught = CaughtMail(envelope.mail_from, tuple(envelope.rcpt_tos), message)
         with self._changed:
             self.messages.append(caught)
             number = len(self.messages)

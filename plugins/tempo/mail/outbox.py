@@ -10,12 +10,14 @@ retried with exponential backoff until ``[tempo] outbox_max_attempts``; the last
 from __future__ import annotations
 
 import logging
+import smtplib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import cast
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -96,7 +98,7 @@ def send_via_smtp(message: EmailMessage, recipients: Iterable[str]) -> None:
     with SmtpHook(smtp_conn_id=config.smtp_conn_id()) as hook:
         # The hook builds HTML-only messages; Tempo sends multipart text+HTML, so it hands its own
         # message to the client the hook has connected and authenticated.
-        client = hook._smtp_client
+        client = cast("smtplib.SMTP", hook._smtp_client)
         if client is None:
             raise RuntimeError("SMTP client not connected")
         client.send_message(message, to_addrs=list(recipients))

@@ -50,7 +50,7 @@ def process(
         schema = spec.json_schema()
         if not spec.required:
             schema["type"] = [schema.get("type", "string"), "null"]
-        extra = {FIELD_KEY: spec.schema(), "title": spec.label}
+        extra: dict[str, Any] = {FIELD_KEY: spec.schema(), "title": spec.label}
         if name == business_key:
             extra[BUSINESS_KEY] = True
         default = spec.default

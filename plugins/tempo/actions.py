@@ -1,0 +1,68 @@
+"""What people do to tasks, the same wherever they act: web page, JSON API, emailed link, CLI.
+
+Each action validates its input first (bad input changes nothing), then changes the task with one
+compare-and-set, so of concurrent or repeated submissions exactly one applies and the others get
+``TaskConflict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tempo.forms import Form, FormErrors
+from tempo.store.engine import write_session
+from tempo.store.models import Task
+from tempo.store.processes import refresh_current_step
+from tempo.store.tasks import claim_task, complete_task, get_task
+
+
+@dataclass(frozen=True)
+class Completed:
+    task: Task
+    woke_step: bool
+
+
+def complete(
+    task_id: int,
+    *,
+    actor: str,
+    answers: dict[str, Any],
+    outcome: str | None = None,
+    expected_version: int | None = None,
+    wake: bool = True,
+) -> Completed:
+    """Validate ``answers`` against the task's own form and record them as ``actor``'s.
+
+    Raises ``FormErrors`` (field -> message; ``"outcome"`` for a bad outcome), ``TaskNotFound`` or
+    ``TaskConflict``. With ``wake``, the waiting step is resumed at once when Airflow is reachable.
+    """
+    with write_session() as session:
+        task = get_task(session, task_id)
+        problems: dict[str, str] = {}
+        try:
+            result = Form.from_schema(task.form_schema).validate(answers)
+        except FormErrors as exc:
+            problems.update(exc.errors)
+            result = {}
+        if task.outcomes and outcome not in task.outcomes:
+            problems["outcome"] = f"Choose one of: {', '.join(task.outcomes)}."
+        elif not task.outcomes and outcome is not None:
+            problems["outcome"] = "This task has no outcomes to choose from."
+        if problems:
+            raise FormErrors(problems)
+        done = complete_task(
+            session, task.id, actor=actor, result=result, outcome=outcome, expected_version=expected_version
+        )
+        refresh_current_step(session, done.process_id)
+    woke = False
+    if wake:
+        from tempo.steps.resume import wake_step
+
+        woke = wake_step(done)
+    return Completed(task=done, woke_step=woke)
+
+
+def claim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
+    with write_session() as session:
+        return claim_task(session, task_id, actor=actor, expected_version=expected_version)
