@@ -35,7 +35,7 @@ system-deps:
 demo: $(VENV)/.runtime
 	$(BIN)/tempo demo --home "$(AIRFLOW_HOME)"
 
-test: $(VENV)/.test system-deps
+test: $(VENV)/.test system-deps lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.test

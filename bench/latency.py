@@ -12,11 +12,13 @@ measures until the downstream task's start_date. Runs of the two alternate so lo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,11 +178,29 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--verbose", action="store_true", help="print where each run's time went")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one backend, results as JSON
     args = parser.parse_args()
+    if args.one:
+        print("RESULTS " + json.dumps(bench_backend(args.one, args.runs)), flush=True)
+        return
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     rows = []
     for backend in args.backends.split(","):
-        results = bench_backend(backend, args.runs)
+        # Each backend in its own process: Airflow binds its metadata database once per process.
+        command = [sys.executable, __file__, "--one", backend, "--runs", str(args.runs)]
+        child = subprocess.Popen(
+            [*command, *(["--verbose"] if args.verbose else [])], stdout=subprocess.PIPE, text=True
+        )
+        results = None
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith("RESULTS "):
+                results = json.loads(line[len("RESULTS ") :])
+            elif line.startswith("  "):  # progress lines
+                print(line, end="", flush=True)
+        if child.wait() != 0 or results is None:
+            raise SystemExit(f"{backend} benchmark failed")
         tempo, hitl = results["tempo"], results["hitl"]
         rows.append(
             (

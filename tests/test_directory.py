@@ -85,7 +85,8 @@ BAD_FILES = [
         r"dir\.yaml:5: people\.0\.unit: unknown unit 'nowhere'",
     ),
     (
-        "roles:\n  - {code: a, name: A}\npeople:\n  - {username: ann, name: Ann, email: a@example.com, roles: [a, b]}\n",
+        "roles:\n  - {code: a, name: A}\n"
+        "people:\n  - {username: ann, name: Ann, email: a@example.com, roles: [a, b]}\n",
         r"dir\.yaml:4: people\.0\.roles\.1: unknown role 'b'",
     ),
     (
@@ -94,7 +95,8 @@ BAD_FILES = [
     ),
     ("units:\n  - {code: a, name: A, parent: b}\n  - {code: b, name: B, parent: a}\n", r"its own ancestor"),
     (
-        "people:\n  - {username: ann, name: Ann, email: a@example.com}\n  - {username: ann, name: Anne, email: b@example.com}\n",
+        "people:\n  - {username: ann, name: Ann, email: a@example.com}\n"
+        "  - {username: ann, name: Anne, email: b@example.com}\n",
         r"dir\.yaml:3: people\.1\.username: duplicate username 'ann'",
     ),
     ("people: [\n", r"dir\.yaml:\d+: not valid YAML"),

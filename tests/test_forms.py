@@ -95,7 +95,7 @@ def test_declaration_mistakes_fail_at_parse_time():
         Form(x="text")
     with pytest.raises(ValueError, match="at least one choice"):
         Choice(choices=[])
-    with pytest.raises(Exception, match="unterminated|missing"):
+    with pytest.raises(Exception, match=r"unterminated|missing"):
         Text(pattern="(")
 
 

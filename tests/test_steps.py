@@ -165,4 +165,6 @@ def test_execute_creates_one_task_and_returns_a_stored_answer_without_deferring(
         and answer["completed_by"] == "sandra"
         and answer["task"] == task_pk
     )
+    # An event without the answer (an older trigger) falls back to the store; one with it does not.
     assert step.execute_complete(context, {"status": "closed", "task_pk": task_pk}) == answer
+    assert step.execute_complete(context, {"status": "closed", "task_pk": 0, "answer": answer}) == answer

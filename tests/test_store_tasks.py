@@ -141,9 +141,14 @@ def test_cancel_keeps_tasks_of_live_steps(store):
         assert session.get_one(Task, waiting.id).status == TaskStatus.OPEN
 
 
-def test_failed_write_leaves_nothing_behind(store):
-    with pytest.raises(RuntimeError), write_session() as session:
+def _write_then_fail() -> None:
+    with write_session() as session:
         make_task(session)
         raise RuntimeError("boom")
+
+
+def test_failed_write_leaves_nothing_behind(store):
+    with pytest.raises(RuntimeError):
+        _write_then_fail()
     with read_session() as session:
         assert session.scalar(select(func.count()).select_from(Task)) == 0

@@ -63,7 +63,10 @@ def test_fires_when_task_completed(store):
         return event
 
     event = asyncio.run(scenario())
+    answer = event.pop("answer")
     assert event == {"status": "closed", "task_pk": task_pk, "task_status": "completed", "version": 2}
+    assert answer["form"] == {"answer": "yes"}
+    assert (answer["completed_by"], answer["outcome"], answer["task"]) == ("sandra", None, task_pk)
 
 
 def test_same_trigger_twice_fires_the_same_event(store):

@@ -42,6 +42,7 @@ def test_out_of_warranty_rma_gets_a_sales_order(airflow_stack, mail):
         user="rob",
     )
     task = wait_until(lambda: open_task_for(run_id, "create_sales_order"), what="Sandra's task")
+    assert process_of("rma_sales_order", run_id).current_step == task.title
     assert task.candidate_role == "customer_service"
     assert task.title == f"Create a sales order for {rma}"
     assert "ACME Corporation" in task.instructions
@@ -150,3 +151,21 @@ def test_failed_run_cancels_its_open_task_and_a_clear_reopens_it(airflow_stack, 
     assert airflow_stack.wait_for_run("e2e_quick_step", run_id) == "success"
     assert airflow_stack.task_states("e2e_quick_step", run_id) == {"ask": "success", "keep": "success"}
     assert process_of("e2e_quick_step", run_id).data["answer"] == "ABC-1"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "taken", "skipped"),
+    [("approve", "on_approve", "on_reject"), ("reject", "on_reject", "on_approve")],
+)
+def test_the_chosen_outcome_picks_the_path(airflow_stack, outcome, taken, skipped):
+    from tempo.actions import complete
+
+    run_id = airflow_stack.trigger("e2e_branching", {"ref": f"B-{outcome}"}, user="rob")
+    task = wait_until(lambda: open_task_for(run_id, "review"), what="the review task")
+    assert task.assignee == "helen" and task.outcomes == ["approve", "reject"]
+    complete(task.id, actor="helen", answers={"reason": "price too high"}, outcome=outcome)
+    assert airflow_stack.wait_for_run("e2e_branching", run_id) == "success"
+    states = airflow_stack.task_states("e2e_branching", run_id)
+    assert (states[taken], states[skipped]) == ("success", "skipped")
+    data = process_of("e2e_branching", run_id).data
+    assert data["path"] == ("approved" if outcome == "approve" else "rejected")

@@ -128,11 +128,14 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if event.get("status") == "error":
+            raise StepStoreError(event.get("message", "Tempo task lost"))
+        if event.get("answer"):
+            # The event carries the answer: no store round trip on the way back.
+            return self._deliver(context, event["answer"])
         from tempo.store.engine import read_session
         from tempo.store.tasks import get_task
 
-        if event.get("status") == "error":
-            raise StepStoreError(event.get("message", "Tempo task lost"))
         with read_session() as session:
             task = get_task(session, int(event["task_pk"]))
         return self._finish(context, task)
@@ -150,21 +153,24 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, task))
 
     def _finish(self, context: Any, task: Task) -> dict[str, Any]:
+        from tempo.steps.trigger import answer_of
+
         if task.status == TaskStatus.CANCELLED:
             raise StepCancelled(f"Tempo task {task.id} was cancelled")
         if task.status == TaskStatus.EXPIRED:
             raise StepExpired(f"Tempo task {task.id} expired before anyone acted")
-        answer = {
-            "form": task.result or {},
-            "outcome": task.outcome,
-            "completed_by": task.completed_by,
-            "completed_at": task.completed_at.isoformat() if task.completed_at else None,
-            "task": task.id,
-        }
+        answer = answer_of(task)
+        if answer is None:
+            raise StepStoreError(f"Tempo task {task.id} is {task.status.value}, not answered")
+        return self._deliver(context, answer)
+
+    def _deliver(self, context: Any, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the answer as XCom, following the branch of its outcome."""
+        answer = dict(answer)
         if self.branches:
-            path = self.branches.get(task.outcome or "")
+            path = self.branches.get(answer["outcome"] or "")
             if path is None:
-                raise AirflowFailException(f"outcome {task.outcome!r} has no branch")
+                raise AirflowFailException(f"outcome {answer['outcome']!r} has no branch")
             # Skipping ends execution with an exception before Airflow pushes the return value.
             context["ti"].xcom_push(key="return_value", value=answer)
             self.do_branch(context, path)

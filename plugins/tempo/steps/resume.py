@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from tempo.steps.trigger import StepClosedEvent
+from tempo.steps.trigger import StepClosedEvent, answer_of
 from tempo.store.models import Task
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def wake_step(task: Task) -> bool:
             "task_pk": task.id,
             "task_status": task.status.value,
             "version": task.version,
+            "answer": answer_of(task),
         }
         with create_session() as session:
             query = (

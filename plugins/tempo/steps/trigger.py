@@ -32,6 +32,17 @@ log = logging.getLogger(__name__)
 TRIGGER_CLASSPATH = "tempo.steps.trigger.HumanStepTrigger"
 
 
+class StepAnswer(TypedDict):
+    """What the person answered: the step's XCom, carried in the event so the resumed step needs no
+    store round trip."""
+
+    form: dict[str, Any]
+    outcome: str | None
+    completed_by: str | None
+    completed_at: str | None
+    task: int
+
+
 class StepClosedEvent(TypedDict):
     """The task left the inboxes: completed, rejected, cancelled or expired."""
 
@@ -39,6 +50,8 @@ class StepClosedEvent(TypedDict):
     task_pk: int
     task_status: str
     version: int
+    #: Set for completed and rejected tasks.
+    answer: StepAnswer | None
 
 
 class StepErrorEvent(TypedDict):
@@ -54,6 +67,20 @@ StepEvent = StepClosedEvent | StepErrorEvent
 class _Closed(TypedDict):
     status: str
     version: int
+    answer: StepAnswer | None
+
+
+def answer_of(task: Any) -> StepAnswer | None:
+    """The answer of a closed task row (or row-like result), None unless completed or rejected."""
+    if str(getattr(task.status, "value", task.status)) not in ("completed", "rejected"):
+        return None
+    return {
+        "form": task.result or {},
+        "outcome": task.outcome,
+        "completed_by": task.completed_by,
+        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+        "task": task.id,
+    }
 
 
 class TaskPoller:
@@ -126,14 +153,28 @@ class TaskPoller:
                 select(column("value")).select_from(func.json_each(bindparam("ids", json.dumps(ids))))
             )
         # Rows for every waiting id: closed ones resolve their waiters, missing ones resolve to None.
-        query = select(Task.id, Task.status, Task.version).where(id_filter)
+        # Open tasks have NULL answers, so carrying the answer columns costs little.
+        query = select(
+            Task.id,
+            Task.status,
+            Task.version,
+            Task.result,
+            Task.outcome,
+            Task.completed_by,
+            Task.completed_at,
+        ).where(id_filter)
         async with engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         self.queries += 1
         found = {row.id for row in rows}
         for row in rows:
             if row.status in CLOSED_TASK_STATUSES:
-                self._resolve(row.id, {"status": str(row.status.value), "version": row.version})
+                closed: _Closed = {
+                    "status": str(row.status.value),
+                    "version": row.version,
+                    "answer": answer_of(row),
+                }
+                self._resolve(row.id, closed)
         for missing in set(ids) - found:
             self._resolve(missing, None)
 
@@ -221,5 +262,6 @@ class HumanStepTrigger(BaseTrigger):
             "task_pk": self.task_pk,
             "task_status": closed["status"],
             "version": closed["version"],
+            "answer": closed["answer"],
         }
         yield TriggerEvent(event)
