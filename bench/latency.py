@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from sqlalchemy import select  # noqa: E402
 
 from tempo import mailcatcher  # noqa: E402
-from tempo.devstack import AirflowStack  # noqa: E402
+from tempo.devstack import AirflowStack, wait_until  # noqa: E402
 from tests.pgcluster import start_cluster  # noqa: E402
 
 SETTLE_SECONDS = 2.0
@@ -44,16 +44,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def wait(predicate, timeout: float = 120, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(str(predicate))
-
-
 def ti(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> dict:
     response = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
     response.raise_for_status()
@@ -61,7 +51,7 @@ def ti(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> dict:
 
 
 def after_started(stack: AirflowStack, dag_id: str, run_id: str) -> datetime:
-    start = wait(lambda: ti(stack, dag_id, run_id, "after").get("start_date"), interval=0.1)
+    start = wait_until(lambda: ti(stack, dag_id, run_id, "after").get("start_date"), interval=0.1)
     return datetime.fromisoformat(start)
 
 
@@ -84,7 +74,7 @@ def one_tempo_run(stack: AirflowStack, n: int) -> float:
     from tempo.store.models import Task, TaskStatus
 
     run_id = stack.trigger("bench_tempo_step", {"ref": f"t{n}"})
-    wait(lambda: ti(stack, "bench_tempo_step", run_id, "approve")["state"] == "deferred", interval=0.1)
+    wait_until(lambda: ti(stack, "bench_tempo_step", run_id, "approve")["state"] == "deferred", interval=0.1)
     time.sleep(SETTLE_SECONDS)
     with read_session() as session:
         task = session.scalars(
@@ -102,7 +92,7 @@ def one_tempo_run(stack: AirflowStack, n: int) -> float:
 
 def one_hitl_run(stack: AirflowStack, n: int) -> float:
     run_id = stack.trigger("bench_hitl_step", {})
-    wait(
+    wait_until(
         lambda: ti(stack, "bench_hitl_step", run_id, "approve")["state"] in ("awaiting_input", "deferred"),
         interval=0.1,
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tempo.directory import get_person
 from tempo.forms import Form, FormErrors
 from tempo.store.engine import write_session
-from tempo.store.models import Task
+from tempo.store.models import ACTIVE_TASK_STATUSES, Task, TaskEvent, TaskStatus
 from tempo.store.processes import refresh_current_step
-from tempo.store.tasks import claim_task, complete_task, get_task
+from tempo.store.tasks import claim_task, complete_task, get_task, record_event, transition
 
 
 @dataclass(frozen=True)
@@ -64,5 +65,58 @@ def complete(
 
 
 def claim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
+    """Take a queued task: it becomes the actor's alone until completed or unclaimed."""
     with write_session() as session:
         return claim_task(session, task_id, actor=actor, expected_version=expected_version)
+
+
+def unclaim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
+    """Put a claimed task back into its queue."""
+    with write_session() as session:
+        return transition(
+            session,
+            task_id,
+            to_status=TaskStatus.OPEN,
+            from_statuses=(TaskStatus.CLAIMED,),
+            expected_version=expected_version,
+            actor=actor,
+            kind="unclaimed",
+            values={"claimed_by": None, "claimed_at": None},
+        )
+
+
+def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: int | None = None) -> Task:
+    """Give the task to person ``to`` (``kind``: "delegated" by its holder, "reassigned" by a manager)."""
+    with write_session() as session:
+        if get_person(session, to) is None:
+            raise FormErrors({"to": f"{to!r} is not in the directory."})
+        return transition(
+            session,
+            task_id,
+            to_status=TaskStatus.OPEN,
+            from_statuses=ACTIVE_TASK_STATUSES,
+            expected_version=expected_version,
+            actor=actor,
+            kind=kind,
+            values={"assignee": to, "claimed_by": None, "claimed_at": None},
+            details={"to": to},
+        )
+
+
+def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
+    """Add a comment to the task's history (allowed while the task is open or after)."""
+    text = text.strip()
+    if not text:
+        raise FormErrors({"text": "Write a comment first."})
+    if len(text) > 5000:
+        raise FormErrors({"text": "Keep comments under 5,000 characters."})
+    with write_session() as session:
+        task = get_task(session, task_id)
+        return record_event(
+            session,
+            process_id=task.process_id,
+            task_id=task.id,
+            kind="comment",
+            actor=actor,
+            details={"text": text},
+        )

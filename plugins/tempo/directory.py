@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
@@ -259,6 +259,10 @@ def load_directory_file(path: str | Path, url: str | None = None) -> LoadSummary
 
 def get_person(session: Session, username: str) -> Person | None:
     return session.get(Person, username)
+
+
+def person_by_email(session: Session, email: str) -> Person | None:
+    return session.scalars(select(Person).where(func.lower(Person.email) == email.lower()).limit(1)).first()
 
 
 def manager_of(session: Session, username: str) -> Person | None:

@@ -8,15 +8,13 @@ LocalExecutor and a real SMTP server (aiosmtpd) as the SMTP connection. The DAGs
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tempo import mailcatcher
-from tempo.devstack import AirflowStack
+from tempo.devstack import AirflowStack, wait_until  # noqa: F401 (shared by the e2e tests)
 from tests.conftest import REPO
 
 E2E_DAGS = Path(__file__).parent / "dags"
@@ -72,15 +70,3 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[Ai
         artifacts.mkdir(parents=True, exist_ok=True)
         for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
             (artifacts / f"{name}.log").write_text(stack.log(name)[-200_000:])
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.1, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate}")

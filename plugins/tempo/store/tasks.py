@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     CLOSED_TASK_STATUSES,
+    Process,
     Task,
     TaskEvent,
     TaskStatus,
@@ -300,3 +301,48 @@ def list_tasks(
 
 def count_tasks(session: Session, status: TaskStatus) -> int:
     return int(session.scalar(select(func.count()).select_from(Task).where(Task.status == status)) or 0)
+
+
+def inbox_tasks(
+    session: Session,
+    *,
+    username: str,
+    roles: Sequence[str],
+    unit: str | None,
+    search: str | None = None,
+    dag_id: str | None = None,
+    business_key: str | None = None,
+    counterparty: str | None = None,
+    statuses: Sequence[TaskStatus] = ACTIVE_TASK_STATUSES,
+    limit: int = 200,
+) -> list[Task]:
+    """A person's inbox: their own tasks and the queues they belong to, overdue first, then by due date."""
+    from sqlalchemy import and_, or_
+
+    mine = or_(
+        Task.assignee == username,
+        Task.claimed_by == username,
+        and_(
+            Task.assignee.is_(None),
+            Task.status == TaskStatus.OPEN,
+            or_(Task.candidate_role.is_(None), Task.candidate_role.in_(list(roles))),
+            or_(Task.candidate_unit.is_(None), Task.candidate_unit == unit),
+            or_(Task.candidate_role.is_not(None), Task.candidate_unit.is_not(None)),
+        ),
+    )
+    query = (
+        select(Task).join(Process, Process.id == Task.process_id).where(mine, Task.status.in_(list(statuses)))
+    )
+    if search:
+        pattern = f"%{search.strip()}%"
+        query = query.where(or_(Task.title.ilike(pattern), Process.title.ilike(pattern)))
+    if dag_id:
+        query = query.where(Task.dag_id == dag_id)
+    if business_key:
+        query = query.where(Process.business_key == business_key)
+    if counterparty:
+        query = query.where(Process.counterparty_code == counterparty)
+    now = utcnow()
+    overdue_first = (Task.due_at.is_not(None) & (Task.due_at < now)).desc()
+    query = query.order_by(overdue_first, Task.due_at.is_(None), Task.due_at, Task.created_at).limit(limit)
+    return list(session.scalars(query))

@@ -1,0 +1,116 @@
+"""What the web reads from (and asks of) Airflow: process templates, starting a run, step states.
+
+This is server-side code in Airflow's API server, so it uses Airflow's models, each call in its own
+short session; task and trigger code never does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tempo.steps.human import HumanStep
+from tempo.steps.process import PROCESS_TAG, TemplateInfo, is_process, template_info
+from tempo.web.routemap import Step
+
+
+class TemplateNotFound(LookupError):
+    pass
+
+
+def _serialized_dag(dag_id: str) -> Any:
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+
+    with create_session(scoped=False) as session:
+        return SerializedDagModel.get_dag(dag_id, session=session)
+
+
+def list_templates() -> list[TemplateInfo]:
+    """Active, unpaused DAGs made with ``tempo.process``."""
+    from airflow.models.dag import DagModel, DagTag
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session(scoped=False) as session:
+        dag_ids = session.scalars(
+            select(DagModel.dag_id)
+            .join(DagTag, DagTag.dag_id == DagModel.dag_id)
+            .where(DagTag.name == PROCESS_TAG, DagModel.is_stale.is_(False), DagModel.is_paused.is_(False))
+            .order_by(DagModel.dag_id)
+        ).all()
+    templates = []
+    for dag_id in dag_ids:
+        dag = _serialized_dag(dag_id)
+        if dag is not None and is_process(dag):
+            templates.append(template_info(dag))
+    return templates
+
+
+def get_template(dag_id: str) -> TemplateInfo:
+    dag = _serialized_dag(dag_id)
+    if dag is None or not is_process(dag):
+        raise TemplateNotFound(f"There is no process template {dag_id!r}.")
+    return template_info(dag)
+
+
+def start_process(dag_id: str, conf: dict[str, Any], user_name: str) -> str:
+    """Create a DAG run the way Airflow's REST API does; return its run id."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    run = trigger_dag(
+        dag_id, triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user_name, conf=conf
+    )
+    if run is None:
+        raise TemplateNotFound(f"Process template {dag_id!r} could not be started.")
+    return str(run.run_id)
+
+
+@dataclass(frozen=True)
+class RunShape:
+    steps: list[Step]
+    states: dict[str, str]
+
+
+_STATE_GROUPS = {
+    "success": "done",
+    "skipped": "skipped",
+    "failed": "failed",
+    "upstream_failed": "failed",
+    "running": "current",
+    "deferred": "current",
+    "queued": "current",
+    "scheduled": "current",
+    "up_for_retry": "current",
+    "awaiting_input": "current",
+}
+
+
+def run_shape(dag_id: str, run_id: str) -> RunShape:
+    """The DAG's steps and where this run is along them, for the route map."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag = _serialized_dag(dag_id)
+    if dag is None:
+        return RunShape([], {})
+    steps = []
+    for task in dag.tasks:
+        # HumanStep and its subclasses keep its colour, which survives serialization.
+        human = getattr(task, "ui_color", None) == HumanStep.ui_color
+        label = getattr(task, "task_display_name", None) or task.task_id
+        steps.append(
+            Step(
+                task.task_id, str(label), tuple(sorted(task.upstream_task_ids)), "human" if human else "task"
+            )
+        )
+    with create_session(scoped=False) as session:
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id
+            )
+        ).all()
+    states = {row.task_id: _STATE_GROUPS.get(str(row.state or ""), "pending") for row in rows}
+    return RunShape(steps, states)

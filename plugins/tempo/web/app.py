@@ -1,0 +1,50 @@
+"""Tempo's FastAPI app, mounted by the plugin at ``/tempo`` in Airflow's API server."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from tempo.web import api, email_links, pages
+from tempo.web.common import SECURITY_HEADERS, render
+
+URL_PREFIX = "/tempo"
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Tempo",
+        description="Human steps of Airflow processes: inbox, task forms, start forms and their JSON API.",
+        version="1",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.include_router(api.router)
+    app.include_router(email_links.router)
+    app.include_router(pages.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        # The JSON API answers JSON; pages answer a page a person can read.
+        if request.url.path.startswith(f"{URL_PREFIX}/api/") or "application/json" in request.headers.get(
+            "accept", ""
+        ):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        title = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Already done"}.get(
+            exc.status_code, "Something is wrong"
+        )
+        response = render(
+            request, "message.html", {"title": title, "message": str(exc.detail)}, status_code=exc.status_code
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return app

@@ -1,0 +1,120 @@
+"""Pieces the pages, the API and the emailed-link pages share: templates, loading a task with its
+context, turning store and form errors into HTTP answers."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tempo import config
+from tempo.forms import Form
+from tempo.store.models import Attachment, Process, Task, TaskEvent
+from tempo.store.tasks import TaskNotFound, get_task
+
+#: Never leak the page (and the signed token in its URL) to other sites.
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+@functools.cache
+def _environment(folder: str) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(folder),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(
+    request: Request | None, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    env = _environment(str(Path(config.templates_folder()) / "pages"))
+    html = env.get_template(template).render(prefix="/tempo", **context)
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def load_task(session: Session, task_id: int) -> Task:
+    try:
+        return get_task(session, task_id)
+    except TaskNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_id} does not exist.") from None
+
+
+@dataclass
+class TaskView:
+    """Everything a task page shows."""
+
+    task: Task
+    process: Process
+    form: Form
+    history: list[TaskEvent]
+    comments: list[TaskEvent]
+    attachments: list[Attachment]
+    people: dict[str, str] = field(default_factory=dict)
+
+
+def task_view(session: Session, task: Task) -> TaskView:
+    from tempo.store.models import Person
+
+    process = session.get_one(Process, task.process_id)
+    events = list(
+        session.scalars(
+            select(TaskEvent).where(TaskEvent.process_id == process.id).order_by(TaskEvent.at, TaskEvent.id)
+        )
+    )
+    attachments = list(
+        session.scalars(select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id))
+    )
+    people = {p.username: p.name for p in session.scalars(select(Person).where(Person.active.is_(True)))}
+    return TaskView(
+        task=task,
+        process=process,
+        form=Form.from_schema(task.form_schema),
+        history=[e for e in events if e.kind != "comment"],
+        comments=[e for e in events if e.kind == "comment"],
+        attachments=attachments,
+        people=people,
+    )
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "process_id": task.process_id,
+        "dag_id": task.dag_id,
+        "run_id": task.run_id,
+        "task_id": task.task_id,
+        "map_index": task.map_index,
+        "title": task.title,
+        "instructions": task.instructions,
+        "status": task.status.value,
+        "assignee": task.assignee,
+        "candidate_role": task.candidate_role,
+        "candidate_unit": task.candidate_unit,
+        "claimed_by": task.claimed_by,
+        "outcomes": task.outcomes,
+        "form": task.form_schema,
+        "due_at": task.due_at.isoformat() if task.due_at else None,
+        "sla_state": task.sla_state.value,
+        "outcome": task.outcome,
+        "result": task.result,
+        "completed_by": task.completed_by,
+        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+        "version": task.version,
+    }

@@ -1,0 +1,392 @@
+"""Tempo's pages for logged-in Airflow users: inbox, task, process, start catalog and start forms.
+
+Every page depends on Airflow's authentication; every form POST carries a CSRF token; every state
+change goes through ``tempo.actions`` (validated, one compare-and-set), and answers with a redirect
+so a reload never submits twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Request, UploadFile, status
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from tempo import actions, directory
+from tempo.attachments import AttachmentError, add_attachment
+from tempo.forms import FormErrors
+from tempo.store.engine import read_session
+from tempo.store.models import ACTIVE_TASK_STATUSES, Process, TaskStatus, utcnow
+from tempo.store.tasks import TaskConflict, inbox_tasks
+from tempo.web import airflow_data
+from tempo.web.common import load_task, render, task_view
+from tempo.web.routemap import render_route_map
+from tempo.web.security import (
+    CurrentUser,
+    check_csrf,
+    csrf_token,
+    may_act,
+    may_manage,
+    person_of,
+    require,
+    require_act,
+    require_read,
+    user_name,
+)
+
+router = APIRouter(include_in_schema=False)
+
+_NON_FIELDS = {"csrf", "outcome"}
+
+
+def _see(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def _form_data(request: Request) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    form = await request.form()
+    for key in form:
+        values = form.getlist(key)
+        data[key] = values if len(values) > 1 else values[0]
+    return data
+
+
+@router.get("/")
+def home(user: CurrentUser) -> RedirectResponse:
+    return RedirectResponse("/tempo/inbox", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.get("/inbox")
+def inbox(
+    request: Request,
+    user: CurrentUser,
+    q: str | None = None,
+    process: str | None = None,
+    key: str | None = None,
+    counterparty: str | None = None,
+    status_filter: str | None = None,
+) -> Response:
+    require_read(user)
+    statuses = ACTIVE_TASK_STATUSES
+    if status_filter:
+        try:
+            statuses = (TaskStatus(status_filter),)
+        except ValueError:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "Unknown status filter.") from None
+    with read_session() as session:
+        person = person_of(session, user)
+        tasks = []
+        if person is not None:
+            tasks = inbox_tasks(
+                session,
+                username=person.username,
+                roles=directory.roles_of(session, person.username),
+                unit=person.unit_code,
+                search=q,
+                dag_id=process,
+                business_key=key,
+                counterparty=counterparty,
+                statuses=statuses,
+            )
+        processes = {
+            p.id: p
+            for p in session.scalars(select(Process).where(Process.id.in_({t.process_id for t in tasks})))
+        }
+    return render(
+        request,
+        "inbox.html",
+        {
+            "user": user_name(user),
+            "person": person,
+            "tasks": tasks,
+            "processes": processes,
+            "now": utcnow(),
+            "filters": {
+                "q": q or "",
+                "process": process or "",
+                "key": key or "",
+                "counterparty": counterparty or "",
+                "status_filter": status_filter or "",
+            },
+        },
+    )
+
+
+def _task_page(
+    request: Request,
+    user: Any,
+    task_id: int,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+    notice: str | None = None,
+) -> Response:
+    with read_session() as session:
+        task = load_task(session, task_id)
+        require_read(user, task.dag_id)
+        view = task_view(session, task)
+        person = person_of(session, user)
+        can_act = may_act(session, person, task)
+        can_manage = may_manage(session, user, person, task)
+    shape = airflow_data.run_shape(task.dag_id, task.run_id)
+    downstream = [s for s in shape.steps if task.task_id in s.upstream]
+    subject = user_name(user)
+    return render(
+        request,
+        "task.html",
+        {
+            "user": subject,
+            "view": view,
+            "task": task,
+            "errors": errors or {},
+            "values": values or {},
+            "can_act": can_act,
+            "can_manage": can_manage,
+            "notice": notice,
+            "can_claim": can_act and task.status == TaskStatus.OPEN and task.assignee is None,
+            "can_unclaim": task.status == TaskStatus.CLAIMED
+            and person is not None
+            and task.claimed_by == person.username,
+            "route_map": render_route_map(shape.steps, shape.states, highlight=task.task_id),
+            "next_steps": downstream,
+            "csrf": csrf_token(subject, f"task:{task.id}"),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/tasks/{task_id}")
+def task_page(request: Request, task_id: int, user: CurrentUser, done: str | None = None) -> Response:
+    notices = {
+        "completed": "Thank you: your answer is recorded.",
+        "claimed": "The task is yours now.",
+        "unclaimed": "The task is back in its queue.",
+        "commented": "Comment added.",
+        "attached": "File attached.",
+        "assigned": "The task was handed over.",
+    }
+    return _task_page(request, user, task_id, notice=notices.get(done or ""))
+
+
+@router.post("/tasks/{task_id}/complete")
+async def complete(request: Request, task_id: int, user: CurrentUser) -> Response:
+    data = await _form_data(request)
+    check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
+    with read_session() as session:
+        task = load_task(session, task_id)
+        if task.status not in ACTIVE_TASK_STATUSES:
+            return _task_page(
+                request,
+                user,
+                task_id,
+                status_code=409,
+                errors={"_form": f"This task is already {task.status.value}."},
+            )
+        person = require_act(session, user, task)
+    answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+    try:
+        actions.complete(
+            task_id,
+            actor=person.username,
+            answers=answers,
+            outcome=data.get("outcome") or None,
+            expected_version=int(data["version"]) if str(data.get("version", "")).isdigit() else None,
+        )
+    except FormErrors as exc:
+        return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
+    except TaskConflict as exc:
+        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"/tempo/tasks/{task_id}?done=completed")
+
+
+async def _simple_action(
+    request: Request, task_id: int, user: Any, purpose: str
+) -> tuple[dict[str, Any], Any]:
+    data = await _form_data(request)
+    check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
+    with read_session() as session:
+        task = load_task(session, task_id)
+        require(user, "PUT", "HITL_DETAIL", task.dag_id)
+        person = person_of(session, user)
+        if person is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "You are not in Tempo's directory.")
+        if purpose == "act" and not may_act(session, person, task):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "This task is not yours to act on.")
+        if purpose == "manage" and not may_manage(session, user, person, task):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Only a manager of this task may reassign it.")
+    return data, person
+
+
+@router.post("/tasks/{task_id}/claim")
+async def claim(request: Request, task_id: int, user: CurrentUser) -> Response:
+    _, person = await _simple_action(request, task_id, user, "act")
+    try:
+        actions.claim(task_id, actor=person.username)
+    except TaskConflict as exc:
+        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"/tempo/tasks/{task_id}?done=claimed")
+
+
+@router.post("/tasks/{task_id}/unclaim")
+async def unclaim(request: Request, task_id: int, user: CurrentUser) -> Response:
+    _, person = await _simple_action(request, task_id, user, "read")
+    try:
+        actions.unclaim(task_id, actor=person.username)
+    except TaskConflict as exc:
+        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"/tempo/tasks/{task_id}?done=unclaimed")
+
+
+async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, kind: str) -> Response:
+    data, person = await _simple_action(request, task_id, user, purpose)
+    to = str(data.get("to", "")).strip()
+    try:
+        if not to:
+            raise FormErrors({"to": "Choose a person."})
+        actions.assign(task_id, actor=person.username, to=to, kind=kind)
+    except FormErrors as exc:
+        return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
+    except TaskConflict as exc:
+        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"/tempo/tasks/{task_id}?done=assigned")
+
+
+@router.post("/tasks/{task_id}/delegate")
+async def delegate(request: Request, task_id: int, user: CurrentUser) -> Response:
+    return await _hand_over(request, task_id, user, "act", "delegated")
+
+
+@router.post("/tasks/{task_id}/reassign")
+async def reassign(request: Request, task_id: int, user: CurrentUser) -> Response:
+    return await _hand_over(request, task_id, user, "manage", "reassigned")
+
+
+@router.post("/tasks/{task_id}/comment")
+async def comment(request: Request, task_id: int, user: CurrentUser) -> Response:
+    data, person = await _simple_action(request, task_id, user, "read")
+    try:
+        actions.comment(task_id, actor=person.username, text=str(data.get("text", "")))
+    except FormErrors as exc:
+        return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
+    return _see(f"/tempo/tasks/{task_id}?done=commented")
+
+
+@router.post("/tasks/{task_id}/attachments")
+async def attach(request: Request, task_id: int, user: CurrentUser) -> Response:
+    form = await request.form()
+    check_csrf(str(form.get("csrf") or ""), user_name(user), f"task:{task_id}")
+    upload = form.get("file")
+    with read_session() as session:
+        task = load_task(session, task_id)
+        person = require_act(session, user, task)
+    if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
+        return _task_page(request, user, task_id, errors={"file": "Choose a file."}, status_code=422)
+    data = await upload.read(20 * 1024 * 1024 + 1)  # type: ignore[union-attr]
+    try:
+        add_attachment(
+            task_id,
+            actor=person.username,
+            filename=getattr(upload, "filename", None) or "file",
+            content_type=getattr(upload, "content_type", None) or "",
+            data=data,
+        )
+    except AttachmentError as exc:
+        return _task_page(request, user, task_id, errors={"file": str(exc)}, status_code=422)
+    return _see(f"/tempo/tasks/{task_id}?done=attached")
+
+
+@router.get("/processes/{process_id}")
+def process_page(request: Request, process_id: int, user: CurrentUser) -> Response:
+    from tempo.store.models import Task, TaskEvent
+
+    with read_session() as session:
+        process = session.get(Process, process_id)
+        if process is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"Process {process_id} does not exist.")
+        require_read(user, process.dag_id)
+        tasks = list(
+            session.scalars(select(Task).where(Task.process_id == process_id).order_by(Task.created_at))
+        )
+        events = list(
+            session.scalars(
+                select(TaskEvent)
+                .where(TaskEvent.process_id == process_id)
+                .order_by(TaskEvent.at, TaskEvent.id)
+            )
+        )
+    shape = airflow_data.run_shape(process.dag_id, process.run_id)
+    return render(
+        request,
+        "process.html",
+        {
+            "user": user_name(user),
+            "process": process,
+            "tasks": tasks,
+            "events": events,
+            "route_map": render_route_map(shape.steps, shape.states),
+        },
+    )
+
+
+@router.get("/start")
+def catalog(request: Request, user: CurrentUser) -> Response:
+    require_read(user)
+    return render(
+        request, "catalog.html", {"user": user_name(user), "templates": airflow_data.list_templates()}
+    )
+
+
+def _template_or_404(dag_id: str) -> Any:
+    try:
+        return airflow_data.get_template(dag_id)
+    except airflow_data.TemplateNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+@router.get("/start/{dag_id}")
+def start_form(request: Request, dag_id: str, user: CurrentUser, started: str | None = None) -> Response:
+    require(user, "POST", "RUN", dag_id)
+    template = _template_or_404(dag_id)
+    return render(
+        request,
+        "start.html",
+        {
+            "user": user_name(user),
+            "template": template,
+            "errors": {},
+            "values": {},
+            "started": started,
+            "csrf": csrf_token(user_name(user), f"start:{dag_id}"),
+        },
+    )
+
+
+@router.post("/start/{dag_id}")
+async def start(request: Request, dag_id: str, user: CurrentUser) -> Response:
+    require(user, "POST", "RUN", dag_id)
+    data = await _form_data(request)
+    check_csrf(data.get("csrf"), user_name(user), f"start:{dag_id}")
+    template = _template_or_404(dag_id)
+    answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+    try:
+        conf = template.start_form.validate(answers)
+    except FormErrors as exc:
+        return render(
+            request,
+            "start.html",
+            {
+                "user": user_name(user),
+                "template": template,
+                "errors": exc.errors,
+                "values": answers,
+                "started": None,
+                "csrf": csrf_token(user_name(user), f"start:{dag_id}"),
+            },
+            status_code=422,
+        )
+    conf["requester"] = user_name(user)
+    run_id = airflow_data.start_process(dag_id, conf, user_name(user))
+    return _see(f"/tempo/start/{dag_id}?" + urlencode({"started": run_id}))

@@ -1,0 +1,69 @@
+"""Airflow's real API server app (auth manager, plugin mounting) in-process, with TestClient.
+
+Airflow's metadata database is migrated once per session and the project's DAGs serialized into
+it, so the start catalog and the route maps read real serialized DAGs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import REPO
+
+ROLES = {
+    "admin": "admin",
+    "sandra": "user",
+    "rob": "user",
+    "helen": "user",
+    "john": "user",
+    "olga": "user",
+    "vera": "viewer",
+    "stranger": "user",
+}
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata() -> None:
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *command],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def api_app(airflow_metadata):
+    from airflow.api_fastapi.app import create_app
+
+    return create_app(apps="core")
+
+
+@pytest.fixture
+def web(api_app, store) -> Iterator[TestClient]:
+    """A client for Airflow's API server with Tempo mounted; the demo directory loaded."""
+    from tempo.directory import load_directory_file
+
+    load_directory_file(REPO / "include" / "directory.yaml")
+    with TestClient(api_app, base_url="http://tempo.example.test") as client:
+        yield client
+
+
+def token_for(username: str) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=ROLES[username]))
+
+
+def auth(username: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(username)}"}
