@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
+# Declaring an assignment in a DAG file must stay cheap: every worker parses the DAG before each
+# task. The directory and the store are only imported when an assignment is resolved.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-from tempo import directory
-from tempo.store.models import Person as PersonRow
-from tempo.store.models import Process
+    from tempo.store.models import Person as PersonRow
+    from tempo.store.models import Process
 
 
 class AssignmentError(LookupError):
@@ -31,6 +33,8 @@ class Resolved:
     unit: str | None = None
 
     def recipients(self, session: Session) -> list[PersonRow]:
+        from tempo import directory
+
         if self.assignee:
             person = directory.get_person(session, self.assignee)
             return [person] if person is not None else []
@@ -54,6 +58,8 @@ class Person(Assignment):
     username: str
 
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        from tempo import directory
+
         if directory.get_person(session, self.username) is None:
             raise AssignmentError(f"person {self.username!r} is not in the directory")
         return Resolved(assignee=self.username)
@@ -80,6 +86,8 @@ class Unit(Assignment):
     code: str
 
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        from tempo import directory
+
         if not directory.people_in_unit(session, self.code):
             raise AssignmentError(f"unit {self.code!r} has nobody in it")
         return Resolved(unit=self.code)
@@ -98,6 +106,8 @@ class Requester(Assignment):
 @dataclass(frozen=True)
 class RequesterManager(Assignment):
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        from tempo import directory
+
         if not process.requester:
             raise AssignmentError("the process has no requester, so no requester's manager")
         manager = directory.manager_of(session, process.requester)
@@ -109,6 +119,8 @@ class RequesterManager(Assignment):
 @dataclass(frozen=True)
 class CounterpartyResponsible(Assignment):
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        from tempo import directory
+
         if not process.counterparty_code:
             raise AssignmentError("the process has no counterparty")
         person = directory.responsible_for(session, process.counterparty_code)

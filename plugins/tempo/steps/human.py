@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, BranchMixIn
 from airflow.sdk.bases.sensor import PokeReturnValue
@@ -26,7 +26,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from tempo.assignment import Assignment, as_assignment
 from tempo.forms import Form
 from tempo.sla import SLA
-from tempo.store.models import Task, TaskStatus
+
+if TYPE_CHECKING:
+    from tempo.store.models import Task
+
+# Task states as stored; compared as strings so that parsing a DAG file never imports the store.
+_WAITING = ("open", "claimed")
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         from tempo.steps.work import open_step
 
         task = open_step(self, context)
-        if task.status not in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+        if task.status.value not in _WAITING:
             self.log.info("[tempo] task %s is already %s; not waiting again", task.id, task.status.value)
             return self._finish(context, task)
         if not self.deferrable:
@@ -148,16 +153,16 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
 
         with read_session() as session:
             task = find_task(session, *step_key(context))
-        if task is None or task.status in (TaskStatus.OPEN, TaskStatus.CLAIMED):
+        if task is None or task.status.value in _WAITING:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, task))
 
     def _finish(self, context: Any, task: Task) -> dict[str, Any]:
         from tempo.steps.trigger import answer_of
 
-        if task.status == TaskStatus.CANCELLED:
+        if task.status.value == "cancelled":
             raise StepCancelled(f"Tempo task {task.id} was cancelled")
-        if task.status == TaskStatus.EXPIRED:
+        if task.status.value == "expired":
             raise StepExpired(f"Tempo task {task.id} expired before anyone acted")
         answer = answer_of(task)
         if answer is None:

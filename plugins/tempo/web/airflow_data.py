@@ -26,24 +26,24 @@ def _serialized_dag(dag_id: str) -> Any:
         return SerializedDagModel.get_dag(dag_id, session=session)
 
 
-def list_templates() -> list[TemplateInfo]:
-    """Active, unpaused DAGs made with ``tempo.process``."""
+def list_templates() -> list[tuple[TemplateInfo, bool]]:
+    """Active DAGs made with ``tempo.process``, each with whether it is paused."""
     from airflow.models.dag import DagModel, DagTag
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session(scoped=False) as session:
-        dag_ids = session.scalars(
-            select(DagModel.dag_id)
+        rows = session.execute(
+            select(DagModel.dag_id, DagModel.is_paused)
             .join(DagTag, DagTag.dag_id == DagModel.dag_id)
-            .where(DagTag.name == PROCESS_TAG, DagModel.is_stale.is_(False), DagModel.is_paused.is_(False))
+            .where(DagTag.name == PROCESS_TAG, DagModel.is_stale.is_(False))
             .order_by(DagModel.dag_id)
         ).all()
     templates = []
-    for dag_id in dag_ids:
+    for dag_id, paused in rows:
         dag = _serialized_dag(dag_id)
         if dag is not None and is_process(dag):
-            templates.append(template_info(dag))
+            templates.append((template_info(dag), bool(paused)))
     return templates
 
 

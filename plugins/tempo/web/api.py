@@ -91,7 +91,7 @@ def list_tasks(
         person = person_of(session, user)
         if person is None:
             return []
-        statuses = ACTIVE_TASK_STATUSES
+        statuses: tuple[TaskStatus, ...] = ACTIVE_TASK_STATUSES
         if status_filter:
             try:
                 statuses = (TaskStatus(status_filter),)

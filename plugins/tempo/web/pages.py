@@ -70,7 +70,7 @@ def inbox(
     status_filter: str | None = None,
 ) -> Response:
     require_read(user)
-    statuses = ACTIVE_TASK_STATUSES
+    statuses: tuple[TaskStatus, ...] = ACTIVE_TASK_STATUSES
     if status_filter:
         try:
             statuses = (TaskStatus(status_filter),)
@@ -215,6 +215,10 @@ async def _simple_action(
             raise HTTPException(status.HTTP_403_FORBIDDEN, "You are not in Tempo's directory.")
         if purpose == "act" and not may_act(session, person, task):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "This task is not yours to act on.")
+        if purpose == "holder" and task.claimed_by != person.username:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "Only the person who claimed the task may unclaim it."
+            )
         if purpose == "manage" and not may_manage(session, user, person, task):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Only a manager of this task may reassign it.")
     return data, person
@@ -232,7 +236,7 @@ async def claim(request: Request, task_id: int, user: CurrentUser) -> Response:
 
 @router.post("/tasks/{task_id}/unclaim")
 async def unclaim(request: Request, task_id: int, user: CurrentUser) -> Response:
-    _, person = await _simple_action(request, task_id, user, "read")
+    _, person = await _simple_action(request, task_id, user, "holder")
     try:
         actions.unclaim(task_id, actor=person.username)
     except TaskConflict as exc:
