@@ -104,7 +104,6 @@ async def act(request: Request, token: str) -> Response:
     for key in form:
         values = form.getlist(key)
         data[key] = values if len(values) > 1 else values[0]
-    check_csrf(str(data.get("csrf") or ""), f"link:{claims.username}", f"task:{claims.task_id}")
     answers = {k: v for k, v in data.items() if k not in ("csrf", "outcome", "version")}
     with read_session() as session:
         try:
@@ -115,6 +114,7 @@ async def act(request: Request, token: str) -> Response:
             session, session.get(Person, claims.username), task
         ):
             return _refuse(request, "This task is no longer assigned to you.", 403)
+    check_csrf(str(data.get("csrf") or ""), f"link:{claims.username}", f"task:{claims.task_id}")
     try:
         actions.complete(
             claims.task_id,

@@ -95,6 +95,16 @@ def inbox(
             p.id: p
             for p in session.scalars(select(Process).where(Process.id.in_({t.process_id for t in tasks})))
         }
+        # What the person asked for, and how far each request got.
+        requester = person.username if person is not None else user_name(user)
+        requests = list(
+            session.scalars(
+                select(Process)
+                .where(Process.requester == requester)
+                .order_by(Process.started_at.desc())
+                .limit(20)
+            )
+        )
     return render(
         request,
         "inbox.html",
@@ -104,6 +114,7 @@ def inbox(
             "tasks": tasks,
             "processes": processes,
             "now": utcnow(),
+            "requests": requests,
             "filters": {
                 "q": q or "",
                 "process": process or "",

@@ -1,0 +1,116 @@
+"""A real browser (Debian's chromium driven by Playwright) on the real stack.
+
+Rob starts an RMA on the start page; Sandra opens the link from the email she really received,
+without any Airflow login, submits the S/O number and sees the confirmation; Rob's inbox shows the
+result. Hostile text in the request renders as text and fires no dialog. Screenshots are kept in
+``tests/artifacts/screenshots``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.conftest import wait_until
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = REPO / "tests" / "artifacts" / "screenshots"
+HOSTILE_CUSTOMER = '<img src=x onerror="alert(1)">ACME'
+HOSTILE_PART = "<script>alert(2)</script>Pump"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is required (make test installs it)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def logged_in(browser, stack, username: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies([{"name": "_token", "value": stack.token(username), "url": stack.base_url}])
+    return context
+
+
+def test_rma_through_the_browser(browser, airflow_stack, mail):
+    dialogs: list[str] = []
+
+    # Rob asks for a sales order on the start page.
+    rob = logged_in(browser, airflow_stack, "rob")
+    page = rob.new_page()
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{airflow_stack.base_url}/tempo/start/rma_sales_order")
+    page.fill("#f-rma_number", "RMA-88001")
+    page.fill("#f-customer", HOSTILE_CUSTOMER)
+    page.fill("#f-part", HOSTILE_PART)
+    page.click("#start-form button[type=submit]")
+    page.wait_for_selector("#notice")
+    page.screenshot(path=str(SHOTS / "1-rob-started.png"), full_page=True)
+
+    # Sandra gets a real email and opens its link in a browser that knows no Airflow login.
+    message = wait_until(
+        lambda: next(
+            (m for m in mail.messages if "RMA-88001" in m.subject and "sandra@example.com" in m.envelope_to),
+            None,
+        ),
+        what="Sandra's email",
+    )
+    link = re.search(r"(http://\S+/tempo/act/\S+)", message.body("plain")).group(1)
+    sandra = browser.new_context(viewport={"width": 1280, "height": 900})
+    form = sandra.new_page()
+    form.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    response = form.goto(link)
+    assert response.status == 200
+    assert "Create a sales order for RMA-88001" in form.inner_text("#task-title")
+    # The hostile customer and part are shown as text, never run.
+    instructions = form.inner_text("#instructions")
+    assert HOSTILE_CUSTOMER in instructions and HOSTILE_PART in instructions
+    form.screenshot(path=str(SHOTS / "2-sandra-form.png"), full_page=True)
+
+    form.fill("#f-so_number", "12345")
+    form.click("#task-form button[type=submit]")
+    assert "Use the form SO-123456." in form.inner_text("#error-so_number")
+    form.screenshot(path=str(SHOTS / "3-sandra-invalid.png"), full_page=True)
+
+    form.fill("#f-so_number", "SO-880001")
+    form.click("#task-form button[type=submit]")
+    form.wait_for_selector("#message")
+    assert "Thank you" in form.inner_text("#message") and "SO-880001" in form.inner_text("#message")
+    form.screenshot(path=str(SHOTS / "4-sandra-confirmation.png"), full_page=True)
+
+    # Rob's inbox shows the result once the process has recorded it.
+    def rob_sees_result() -> bool:
+        page.goto(f"{airflow_stack.base_url}/tempo/inbox")
+        return "SO-880001" in page.inner_text("#my-requests")
+
+    wait_until(rob_sees_result, timeout=120, interval=1, what="Rob's inbox to show the S/O number")
+    page.screenshot(path=str(SHOTS / "5-rob-inbox.png"), full_page=True)
+    assert "RMA-88001" in page.inner_text("#my-requests")
+
+    # The process page with its route map renders in the browser too.
+    page.click("#my-requests a")
+    page.wait_for_selector("svg[role=img]")
+    page.screenshot(path=str(SHOTS / "6-process.png"), full_page=True)
+
+    assert dialogs == []
+    rob.close()
+    sandra.close()
