@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from airflow.sdk import task
 
-from tempo import SLA, Checkbox, Form, HumanStep, NotifyStep, Requester, Role, Text, process, record
+from tempo import SLA, Checkbox, Escalate, Form, HumanStep, NotifyStep, Requester, Role, Text, process, record
 
 with process(
     "rma_sales_order",
@@ -19,6 +19,7 @@ with process(
     description="Customer service creates the sales order an out-of-warranty RMA needs before repair.",
     owner="support",
     business_key="rma_number",
+    deadline=timedelta(days=2),
     start_form=Form(
         rma_number=Text(
             label="RMA number", pattern=r"RMA-\d{4,10}", pattern_message="Use the form RMA-12345."
@@ -46,7 +47,15 @@ with process(
                 label="S/O number", pattern=r"SO-\d{6}", pattern_message="Use the form SO-123456."
             ),
         ),
-        sla=SLA(due=timedelta(hours=8)),
+        # One working day of customer service's calendar; a reminder an hour before the end, then
+        # every two hours; Sandra's head of department hears of it when it is half a day late.
+        sla=SLA(
+            due=timedelta(hours=8),
+            remind_before=timedelta(hours=1),
+            repeat_every=timedelta(hours=2),
+            max_reminders=3,
+            escalations=(Escalate(after=timedelta(hours=4), to="unit_head"),),
+        ),
     )
 
     @task

@@ -34,4 +34,5 @@ def make_task(session: Session, process=None, **overrides: Any):
     }
     fields.update(overrides)
     task, _ = open_task(session, TaskSpec(**fields))
+    session.flush()
     return task

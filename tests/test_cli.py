@@ -38,7 +38,7 @@ def test_db_upgrade_then_current(store_url):
     assert tempo("db", "current", url=store_url).returncode == 1  # empty store is behind head
     result = tempo("db", "upgrade", url=store_url)
     assert result.returncode == 0, result.stderr
-    assert "store at revision 0001" in result.stdout
+    assert "store at revision 0002" in result.stdout
     assert tempo("db", "current", url=store_url).returncode == 0
 
 

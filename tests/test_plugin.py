@@ -55,6 +55,13 @@ def test_plugin_loads_from_the_installed_entry_point(tmp_path):
     assert len(tempo) == 1
     assert "tempo.listeners" in str(tempo[0]["listeners"])
     assert "airflow-tempo" in str(tempo[0]["source"])
+    # The web app is mounted at /tempo and Airflow's navigation links to it.
+    assert [app["url_prefix"] for app in tempo[0]["fastapi_apps"]] == ["/tempo"]
+    assert {view["href"] for view in tempo[0]["external_views"]} == {
+        "/tempo/inbox",
+        "/tempo/start",
+        "/tempo/sla",
+    }
 
 
 def test_plugin_loads_from_the_plugins_folder_alone(tmp_path):

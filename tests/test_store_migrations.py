@@ -7,6 +7,7 @@ from tempo.store.migrate import current_revision, downgrade, head_revision, upgr
 from tempo.store.models import Base
 
 EXPECTED_TABLES = {
+    "tempo_sla_fired",
     "tempo_process",
     "tempo_task",
     "tempo_task_event",

@@ -39,6 +39,8 @@ _EXPORTS = {
     "Decide": "tempo.assignment",
     # time
     "SLA": "tempo.sla",
+    "Escalate": "tempo.sla",
+    "WorkingCalendar": "tempo.working_hours",
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "Date",
     "Decide",
     "Email",
+    "Escalate",
     "File",
     "Form",
     "HumanStep",
@@ -60,6 +63,7 @@ __all__ = [
     "Role",
     "Text",
     "Unit",
+    "WorkingCalendar",
     "process",
     "record",
 ]
@@ -89,8 +93,9 @@ if TYPE_CHECKING:
         Unit,
     )
     from tempo.forms import Checkbox, Choice, Date, Email, File, Form, Number, Text
-    from tempo.sla import SLA
+    from tempo.sla import SLA, Escalate
     from tempo.steps.human import HumanStep
     from tempo.steps.notify import NotifyStep
     from tempo.steps.process import process
     from tempo.steps.record import record
+    from tempo.working_hours import WorkingCalendar

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tempo.working_hours import WorkingCalendar
 
 SECTION = "tempo"
 
@@ -75,6 +79,18 @@ OPTIONS: tuple[Option, ...] = (
         "Where attachment content is stored (any Airflow ObjectStoragePath URL: file://, s3://, gs://).",
     ),
     Option("outbox_max_attempts", "8", "Delivery attempts for one email before it is marked failed."),
+    Option(
+        "outbox_sweep_interval",
+        "30",
+        "Seconds between the triggerer's retries of undelivered email (while steps wait).",
+    ),
+    Option(
+        "working_days",
+        "mon-fri",
+        "Default working days for business-time due dates (a unit may have its own).",
+    ),
+    Option("working_hours", "09:00-17:00", "Default working hours, e.g. `09:00-12:00,13:00-17:00`."),
+    Option("holidays", "", "Comma-separated ISO dates that are not working days."),
 )
 
 _DEFAULTS = {option.key: option.default for option in OPTIONS}
@@ -145,3 +161,20 @@ def attachments_path() -> str:
 
 def outbox_max_attempts() -> int:
     return int(_get("outbox_max_attempts", _DEFAULTS["outbox_max_attempts"]))
+
+
+def outbox_sweep_interval() -> float:
+    return float(_get("outbox_sweep_interval", _DEFAULTS["outbox_sweep_interval"]))
+
+
+def default_calendar() -> WorkingCalendar:
+    """The working hours of ``[tempo]``: ``working_days``, ``working_hours``, ``holidays``, ``timezone``."""
+    from tempo.working_hours import WorkingCalendar
+
+    holidays = [h.strip() for h in _get("holidays", "").split(",") if h.strip()]
+    return WorkingCalendar.parse(
+        timezone=timezone(),
+        days=_get("working_days", _DEFAULTS["working_days"]),
+        hours=_get("working_hours", _DEFAULTS["working_hours"]),
+        holidays=holidays,
+    )

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
+
+if TYPE_CHECKING:
+    from tempo.working_hours import WorkingCalendar
 
 _CODE = r"^[A-Za-z0-9_.\-]{1,64}$"
 _EMAIL = r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"
@@ -27,11 +31,33 @@ class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class CalendarEntry(_Entry):
+    """A unit's working hours; see ``tempo.working_hours``."""
+
+    timezone: str = "UTC"
+    days: str = "mon-fri"
+    hours: str = "09:00-17:00"
+    holidays: list[date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _valid(self) -> CalendarEntry:
+        from tempo.working_hours import CalendarError, WorkingCalendar
+
+        try:
+            WorkingCalendar.parse(
+                timezone=self.timezone, days=self.days, hours=self.hours, holidays=self.holidays
+            )
+        except (CalendarError, ValueError, KeyError) as exc:  # ZoneInfo raises KeyError subclasses
+            raise ValueError(f"invalid calendar: {exc}") from None
+        return self
+
+
 class UnitEntry(_Entry):
     code: str = Field(pattern=_CODE)
     name: str = Field(min_length=1, max_length=200)
     parent: str | None = None
     head: str | None = None
+    calendar: CalendarEntry | None = None
 
 
 class RoleEntry(_Entry):
@@ -198,6 +224,7 @@ def load_directory(session: Session, doc: DirectoryFile) -> LoadSummary:
     for entry in doc.units:
         unit = session.get(Unit, entry.code) or Unit(code=entry.code)
         unit.name, unit.parent_code = entry.name, None
+        unit.calendar = entry.calendar.model_dump(mode="json") if entry.calendar else None
         session.add(unit)
     session.flush()
     for entry in doc.units:
@@ -324,3 +351,19 @@ def roles_of(session: Session, username: str) -> list[str]:
 
 def is_valid_email(value: str) -> bool:
     return bool(re.match(_EMAIL, value))
+
+
+def calendar_for(session: Session, unit_code: str | None) -> WorkingCalendar:
+    """The working hours of a unit: its own, else its parent's, else ``[tempo]``'s."""
+    from tempo import config
+    from tempo.working_hours import WorkingCalendar
+
+    code = unit_code
+    while code:
+        unit = session.get(Unit, code)
+        if unit is None:
+            break
+        if unit.calendar:
+            return WorkingCalendar.from_dict(unit.calendar)
+        code = unit.parent_code
+    return config.default_calendar()

@@ -67,3 +67,7 @@ def task_link(task_id: int, username: str, purpose: str = "act") -> str:
 
 def task_page(task_id: int) -> str:
     return f"{config.base_url()}/tempo/tasks/{int(task_id)}"
+
+
+def process_page(process_id: int) -> str:
+    return f"{config.base_url()}/tempo/processes/{int(process_id)}"

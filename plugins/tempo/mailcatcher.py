@@ -87,6 +87,13 @@ def start(
     return controller, handler
 
 
+def restarted(controller: Controller) -> Controller:
+    """A new running server on the same address and handler (a stopped aiosmtpd server cannot restart)."""
+    fresh = Controller(controller.handler, hostname=controller.hostname, port=controller.port)
+    fresh.start()
+    return fresh
+
+
 def serve(host: str, port: int, maildir: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     controller, _handler = start(host, port, maildir)

@@ -24,6 +24,13 @@ class TempoPlugin(AirflowPlugin):
             "category": "browse",
         },
         {
+            "name": "SLA misses",
+            "href": f"{URL_PREFIX}/sla",
+            "destination": "nav",
+            "url_route": "tempo-sla",
+            "category": "browse",
+        },
+        {
             "name": "Start a process",
             "href": f"{URL_PREFIX}/start",
             "destination": "nav",

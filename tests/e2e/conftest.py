@@ -34,8 +34,9 @@ def dag_ids_in(folder: Path) -> list[str]:
 def mail() -> Iterator[mailcatcher.CatchingHandler]:
     controller, handler = mailcatcher.start()
     handler.port = controller.port  # type: ignore[attr-defined]
+    handler.controller = controller  # type: ignore[attr-defined]  (tests take SMTP down and up)
     yield handler
-    controller.stop()
+    handler.controller.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,11 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[Ai
         home=home,
         dags_folder=dags,
         smtp_port=mail.port,
-        extra_env={"AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "32", "AIRFLOW__TEMPO__POLL_INTERVAL": "0.5"},
+        extra_env={
+            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "32",
+            "AIRFLOW__TEMPO__POLL_INTERVAL": "0.5",
+            "AIRFLOW__TEMPO__OUTBOX_SWEEP_INTERVAL": "2",
+        },
     )
     stack.prepare()
     # The test process reads and writes the same store as the components.

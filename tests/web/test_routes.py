@@ -68,6 +68,9 @@ ROUTES = [
     ("GET", "/tempo/tasks/{task}", None, "read"),
     ("GET", "/tempo/processes/{process}", None, "read"),
     ("GET", "/tempo/start", None, "read"),
+    ("GET", "/tempo/sla", None, "read"),
+    ("GET", "/tempo/admin/outbox", None, "operator"),
+    ("POST", "/tempo/admin/outbox/1/retry", "form", "operator"),
     ("GET", "/tempo/start/rma_sales_order", None, "start"),
     ("POST", "/tempo/start/rma_sales_order", "form", "start"),
     ("POST", "/tempo/tasks/{task}/complete", "form", "act"),
@@ -380,3 +383,59 @@ def test_catalog_lists_process_templates(web):
 def test_openapi_describes_the_json_api(web):
     paths = web.get("/tempo/openapi.json").json()["paths"]
     assert {"/api/v1/tasks/{task_id}/complete", "/api/v1/processes/{dag_id}", "/api/v1/tasks"} <= set(paths)
+
+
+OPERATOR = [r for r in ROUTES if r[3] == "operator"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "kind"), OPERATOR, ids=[f"{m} {p}" for m, p, _, _ in OPERATOR]
+)
+def test_403_outbox_for_non_operators(web, task, method, path, body, kind):
+    assert call(web, method, path, body, task, headers=auth("sandra")).status_code == 403
+
+
+def test_operator_sees_and_retries_undelivered_mail(web, monkeypatch):
+    from tempo.mail.outbox import enqueue
+    from tempo.mail.render import RenderedMail
+    from tempo.store.models import OutboxMessage, OutboxStatus
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        '{"conn_type": "smtp", "host": "127.0.0.1", "port": 9, '
+        '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 2}}',
+    )
+    with write_session() as session:
+        message = enqueue(
+            session,
+            dedup_key="stuck-1",
+            to=["x@example.com"],
+            mail=RenderedMail("Stuck <b>mail</b>", "text", "<p>html</p>"),
+        )
+        session.flush()
+        message_id = message.id
+    page = web.get("/tempo/admin/outbox", headers=auth("admin"))
+    assert page.status_code == 200 and "Stuck &lt;b&gt;mail&lt;/b&gt;" in page.text
+    token = csrf_of(page.text)
+    retried = web.post(
+        f"/tempo/admin/outbox/{message_id}/retry",
+        data={"csrf": token},
+        headers=auth("admin"),
+        follow_redirects=False,
+    )
+    assert retried.status_code == 303
+    with read_session() as session:
+        row = session.get_one(OutboxMessage, message_id)
+    assert row.status == OutboxStatus.PENDING and row.attempts == 1 and "Error" in (row.last_error or "")
+
+
+def test_sla_page_lists_late_steps(web):
+    from datetime import timedelta
+
+    from tempo.store.models import utcnow
+
+    with write_session() as session:
+        make_task(session, title="Late step", due_at=utcnow() - timedelta(hours=2), assignee="sandra")
+        make_task(session, task_id="fine", title="Fine step", due_at=utcnow() + timedelta(hours=2))
+    html = web.get("/tempo/sla", headers=auth("vera")).text
+    assert "Late step" in html and "Fine step" not in html

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param
@@ -36,11 +37,14 @@ def process(
     business_key: str | None = None,
     start_form: Form | None = None,
     tags: list[str] | None = None,
+    deadline: timedelta | None = None,
     **dag_kwargs: Any,
 ) -> DAG:
     """A DAG for a process template. Use it like ``DAG``: ``with process("rma", title=...) as dag:``.
 
-    Runs start on request (``schedule=None``) unless a schedule is given.
+    Runs start on request (``schedule=None``) unless a schedule is given. With ``deadline``, a run
+    still going that long after it was queued emails the owner and the requester's manager
+    (an Airflow Deadline Alert; ``owner`` is a Tempo username or unit code).
     """
     form = start_form or Form()
     if business_key is not None and business_key not in form.fields:
@@ -58,6 +62,10 @@ def process(
     default_args = {"owner": owner, **dag_kwargs.pop("default_args", {})}
     dag_kwargs.setdefault("schedule", None)
     dag_kwargs.setdefault("catchup", False)
+    if deadline is not None:
+        from tempo.deadlines import deadline_alert
+
+        dag_kwargs["deadline"] = deadline_alert(deadline, owner)
     return DAG(
         dag_id,
         dag_display_name=title,

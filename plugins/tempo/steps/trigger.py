@@ -6,7 +6,9 @@ waiting task in one query per tick, so the query rate does not grow with the num
 steps. On PostgreSQL the poller also LISTENs on ``tempo_task_closed`` and ticks at once when a task
 is closed; polling stays as the fallback if the notification connection drops.
 
-The trigger has no side effects: when Airflow runs the same trigger twice, both fire the same event.
+Besides the completion, a trigger waits for its task's SLA timers (reminders, escalations, expiry).
+Firing one writes to the store and the outbox; ``tempo.sla_timers.fire`` makes that happen once per
+timer, so when Airflow runs the same trigger twice both fire the same event and no email doubles.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class TaskPoller:
         self._listen_task: asyncio.Task[None] | None = None
         #: Store queries made, for tests and benchmarks that check the rate stays flat.
         self.queries = 0
+        self._last_sweep = float("-inf")
 
     async def wait(self, task_pk: int) -> _Closed | None:
         """Until task ``task_pk`` is closed; ``None`` if it does not exist."""
@@ -133,6 +136,7 @@ class TaskPoller:
                 raise
             except Exception:  # store unreachable for a moment: keep waiting, try next tick
                 log.exception("[tempo] task poller query failed; retrying")
+            await self._maybe_sweep_outbox()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
         self._loop_task = None
@@ -177,6 +181,20 @@ class TaskPoller:
                 self._resolve(row.id, closed)
         for missing in set(ids) - found:
             self._resolve(missing, None)
+
+    async def _maybe_sweep_outbox(self) -> None:
+        """Retry undelivered email now and then: the triggerer is the one long-lived Tempo process."""
+        from tempo import config
+        from tempo.mail.outbox import deliver_pending
+
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_sweep < config.outbox_sweep_interval():
+            return
+        self._last_sweep = loop.time()
+        try:
+            await asyncio.to_thread(deliver_pending, self.url)
+        except Exception:
+            log.exception("[tempo] outbox sweep failed; retrying later")
 
     def _resolve(self, task_pk: int, value: _Closed | None) -> None:
         for future in self._waiters.pop(task_pk, []):
@@ -247,7 +265,13 @@ class HumanStepTrigger(BaseTrigger):
         from tempo import config
 
         poller = poller_for(config.store_url(), self.poll_interval or config.poll_interval())
-        closed = await poller.wait(self.task_pk)
+        waiting = asyncio.ensure_future(poller.wait(self.task_pk))
+        try:
+            await self._run_sla_timers(waiting)
+            closed = await waiting
+        finally:
+            if not waiting.done():
+                waiting.cancel()
         if closed is None:
             error: StepErrorEvent = {
                 "status": "error",
@@ -265,3 +289,31 @@ class HumanStepTrigger(BaseTrigger):
             "answer": closed["answer"],
         }
         yield TriggerEvent(event)
+
+    async def _run_sla_timers(self, waiting: asyncio.Future[Any]) -> None:
+        """Fire the task's SLA timers in order until the task closes.
+
+        The schedule is read from the store on every start, so timers due while no triggerer ran
+        fire as soon as one runs again; ``sla_timers.fire`` makes each fire once whoever runs it.
+        """
+        from tempo import sla_timers
+        from tempo.mail.outbox import deliver_pending
+        from tempo.store.models import utcnow
+
+        try:
+            schedule = await asyncio.to_thread(sla_timers.pending, self.task_pk)
+        except Exception:
+            log.exception("[tempo] could not read the SLA of task %s; waiting without timers", self.task_pk)
+            return
+        for at, name in schedule:
+            delay = (at - utcnow()).total_seconds()
+            if delay > 0:
+                await asyncio.wait({waiting}, timeout=delay)
+            if waiting.done():
+                return
+            try:
+                keys = await asyncio.to_thread(sla_timers.fire, self.task_pk, name)
+                if keys:
+                    await asyncio.to_thread(deliver_pending, keys=keys)
+            except Exception:  # the outbox sweeper retries mail; a failed timer is retried on restart
+                log.exception("[tempo] SLA timer %s of task %s failed", name, self.task_pk)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowException
 from sqlalchemy.orm import Session
 
-from tempo import links
-from tempo.assignment import AssignmentError
+from tempo import directory, links
+from tempo.assignment import AssignmentError, Resolved
 from tempo.mail.outbox import deliver_pending, enqueue
 from tempo.mail.render import render_mail
 from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
@@ -25,6 +25,7 @@ from tempo.store.tasks import TaskSpec, open_task
 
 if TYPE_CHECKING:
     from tempo.steps.human import HumanStep
+    from tempo.working_hours import WorkingCalendar
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,18 @@ def process_for_run(session: Session, dag: Any, dag_run: Any) -> Process:
     return process
 
 
+def _calendar_of(session: Session, resolved: Resolved) -> WorkingCalendar:
+    """Working hours that count for a task: those of its unit, or of the assignee's unit."""
+    unit = resolved.unit
+    if unit is None and resolved.assignee:
+        person = directory.get_person(session, resolved.assignee)
+        unit = person.unit_code if person else None
+    if unit is None and resolved.role:
+        units = {p.unit_code for p in resolved.recipients(session)}
+        unit = units.pop() if len(units) == 1 else None
+    return directory.calendar_for(session, unit)
+
+
 def _mail_context(task: Task, process: Process) -> dict[str, Any]:
     return {"task": task, "process": process, "task_page": links.task_page(task.id)}
 
@@ -99,7 +112,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
             assignee=resolved.assignee,
             candidate_role=resolved.role,
             candidate_unit=resolved.unit,
-            due_at=step.sla.due_at(now) if step.sla else None,
+            due_at=step.sla.due_at(now, _calendar_of(session, resolved)) if step.sla else None,
             sla_policy=step.sla.to_dict() if step.sla else None,
         )
         task, changed = open_task(session, spec)

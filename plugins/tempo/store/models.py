@@ -128,6 +128,8 @@ class Unit(Base):
     parent_code: Mapped[str | None] = mapped_column(ForeignKey("tempo_unit.code"), index=True)
     # Not a foreign key: units and people reference each other, and the directory loader checks it.
     head_username: Mapped[str | None] = mapped_column(String(150), index=True)
+    #: The unit's working hours (``WorkingCalendar.to_dict()``); None means ``[tempo]``'s defaults.
+    calendar: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
 
 
 class Person(Base):
@@ -268,6 +270,16 @@ class TaskEvent(Base):
         Index(None, "process_id", "at"),
         Index(None, "kind", "at"),
     )
+
+
+class SlaFired(Base):
+    """One row per SLA timer that fired: the primary key makes each timer fire once per task."""
+
+    __tablename__ = "tempo_sla_fired"
+
+    task_id: Mapped[int] = mapped_column(ForeignKey("tempo_task.id"), primary_key=True)
+    timer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fired_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class OutboxMessage(Base):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,6 +21,7 @@ from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     CLOSED_TASK_STATUSES,
     Process,
+    SlaFired,
     Task,
     TaskEvent,
     TaskStatus,
@@ -133,7 +134,8 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
         )
         return task, True
     if existing.status in (TaskStatus.CANCELLED, TaskStatus.EXPIRED):
-        # The run was cleared or restarted: the same row comes back to the inboxes.
+        # The run was cleared or restarted: the same row comes back to the inboxes, its SLA anew.
+        session.execute(delete(SlaFired).where(SlaFired.task_id == existing.id))
         reopened = transition(
             session,
             existing.id,

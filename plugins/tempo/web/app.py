@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from tempo.web import api, email_links, pages
+from tempo.web import admin, api, email_links, pages
 from tempo.web.common import SECURITY_HEADERS, render
 
 URL_PREFIX = "/tempo"
@@ -24,6 +24,7 @@ def create_app() -> FastAPI:
     app.include_router(api.router)
     app.include_router(email_links.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -44,7 +44,7 @@ def _authorized(user: Any, method: str, entity_name: str, dag_id: str | None) ->
     )
 
 
-def _is_operator(user: Any) -> bool:
+def is_operator(user: Any) -> bool:
     """Airflow's ops and admins: those the auth manager lets change Airflow's configuration."""
     from airflow.api_fastapi.app import get_auth_manager
 
@@ -88,7 +88,7 @@ def may_act(session: Session, person: Person | None, task: Task) -> bool:
 
 def may_manage(session: Session, user: Any, person: Person | None, task: Task) -> bool:
     """Reassigning is for heads of the task's unit, the holder's manager, and Airflow's ops and admins."""
-    if _is_operator(user):
+    if is_operator(user):
         return True
     if person is None:
         return False

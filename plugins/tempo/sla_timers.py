@@ -1,0 +1,211 @@
+"""Firing SLA timers: reminders, the overdue mark, escalations and expiry of one task.
+
+The step's trigger calls ``pending`` to learn what is left to fire and ``fire`` when a timer is due
+(both in a worker thread: they are blocking store calls). ``fire`` is one transaction that first
+inserts ``tempo_sla_fired(task, timer)``; a second trigger, a restarted triggerer or a retry hits
+the primary key and does nothing, so every reminder and escalation happens exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tempo import directory, links
+from tempo.assignment import Resolved
+from tempo.mail.outbox import enqueue
+from tempo.mail.render import render_mail
+from tempo.sla import SLA, Escalate, Timer, timers
+from tempo.store.engine import read_session, write_session
+from tempo.store.models import (
+    ACTIVE_TASK_STATUSES,
+    Person,
+    Process,
+    SlaFired,
+    SlaState,
+    Task,
+    TaskStatus,
+    utcnow,
+)
+from tempo.store.processes import refresh_current_step
+from tempo.store.tasks import TaskConflict, complete_task, record_event, transition
+
+log = logging.getLogger(__name__)
+
+SLA_ACTOR = "tempo-sla"
+
+
+def pending(task_pk: int) -> list[tuple[datetime, str]]:
+    """The task's timers that have not fired yet, in firing order (empty without an SLA)."""
+    with read_session() as session:
+        task = session.get(Task, task_pk)
+        if (
+            task is None
+            or task.status not in ACTIVE_TASK_STATUSES
+            or not task.sla_policy
+            or task.due_at is None
+        ):
+            return []
+        fired = set(session.scalars(select(SlaFired.timer).where(SlaFired.task_id == task_pk)))
+        return [
+            (t.at, t.name) for t in timers(SLA.from_dict(task.sla_policy), task.due_at) if t.name not in fired
+        ]
+
+
+def _holders(session: Session, task: Task) -> list[Person]:
+    holder = task.claimed_by or task.assignee
+    return Resolved(
+        assignee=holder,
+        role=None if holder else task.candidate_role,
+        unit=None if holder else task.candidate_unit,
+    ).recipients(session)
+
+
+def escalation_targets(session: Session, task: Task, level: Escalate) -> list[Person]:
+    kind, _, value = level.to.partition(":")
+    if kind == "person":
+        person = directory.get_person(session, value)
+        return [person] if person else []
+    if kind == "role":
+        return directory.people_with_role(session, value)
+    holders = _holders(session, task)
+    if level.to == "manager" and (task.claimed_by or task.assignee):
+        manager = directory.manager_of(session, task.claimed_by or task.assignee or "")
+        return [manager] if manager else []
+    units = (
+        [task.candidate_unit]
+        if task.candidate_unit
+        else sorted({p.unit_code for p in holders if p.unit_code})
+    )
+    heads = [directory.head_of_unit(session, u) for u in units]
+    return [h for h in heads if h is not None]
+
+
+def _queue_mail(
+    session: Session,
+    task: Task,
+    process: Process,
+    timer: Timer,
+    people: list[Person],
+    template: str,
+    extra: dict[str, object],
+    personal_link: bool = True,
+) -> list[str]:
+    """One message per person; a personal action link for those who act, the task page for the rest."""
+    keys = []
+    for person in {p.username: p for p in people}.values():
+        key = f"sla:{task.id}:{timer.name}:{person.username}"
+        link = links.task_link(task.id, person.username) if personal_link else links.task_page(task.id)
+        mail = render_mail(
+            template, {"task": task, "process": process, "person": person, "action_link": link, **extra}
+        )
+        enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id, task_id=task.id)
+        keys.append(key)
+    return keys
+
+
+def fire(task_pk: int, timer_name: str) -> list[str]:
+    """Fire one timer once; return the outbox keys of the messages it queued."""
+    with write_session() as session:
+        task = session.get(Task, task_pk)
+        if (
+            task is None
+            or task.status not in ACTIVE_TASK_STATUSES
+            or not task.sla_policy
+            or task.due_at is None
+        ):
+            return []
+        policy = SLA.from_dict(task.sla_policy)
+        timer = next((t for t in timers(policy, task.due_at) if t.name == timer_name), None)
+        if timer is None:
+            return []
+        try:
+            with session.begin_nested():
+                session.add(SlaFired(task_id=task.id, timer=timer.name))
+        except IntegrityError:
+            return []  # fired already, by another trigger or before a restart
+        process = session.get_one(Process, task.process_id)
+        late = utcnow() >= task.due_at
+        if timer.kind == "due":
+            task.sla_state = SlaState.ESCALATED if task.escalation_level else SlaState.OVERDUE
+            record_event(session, process_id=process.id, task_id=task.id, kind="overdue", actor=SLA_ACTOR)
+            return []
+        if timer.kind == "remind":
+            people = _holders(session, task)
+            if task.sla_state != SlaState.ESCALATED:
+                task.sla_state = SlaState.OVERDUE if late else SlaState.DUE_SOON
+            record_event(
+                session,
+                process_id=process.id,
+                task_id=task.id,
+                kind="reminded",
+                actor=SLA_ACTOR,
+                details={"to": [p.username for p in people], "timer": timer.name},
+            )
+            return _queue_mail(session, task, process, timer, people, "sla_reminder", {"overdue": late})
+        if timer.kind == "escalate":
+            assert timer.escalation is not None
+            level = policy.escalations[timer.escalation]
+            targets = escalation_targets(session, task, level)
+            task.escalation_level = timer.escalation + 1
+            task.sla_state = SlaState.ESCALATED
+            record_event(
+                session,
+                process_id=process.id,
+                task_id=task.id,
+                kind="escalated",
+                actor=SLA_ACTOR,
+                details={
+                    "level": timer.escalation + 1,
+                    "to": [p.username for p in targets],
+                    "reassigned": bool(level.reassign and len(targets) == 1),
+                },
+            )
+            holders = _holders(session, task)
+            reassigned = level.reassign and len(targets) == 1
+            if reassigned:
+                transition(
+                    session,
+                    task.id,
+                    to_status=TaskStatus.OPEN,
+                    from_statuses=ACTIVE_TASK_STATUSES,
+                    expected_version=None,
+                    actor=SLA_ACTOR,
+                    kind="reassigned",
+                    values={"assignee": targets[0].username, "claimed_by": None, "claimed_at": None},
+                    details={"to": targets[0].username},
+                )
+            return _queue_mail(
+                session,
+                task,
+                process,
+                timer,
+                targets,
+                "sla_escalation",
+                {"level": timer.escalation + 1, "holders": holders},
+                personal_link=reassigned,
+            )
+        # expire
+        outcome = policy.default_outcome
+        try:
+            if outcome is not None:
+                complete_task(session, task.id, actor=SLA_ACTOR, result={}, outcome=outcome)
+            else:
+                transition(
+                    session,
+                    task.id,
+                    to_status=TaskStatus.EXPIRED,
+                    from_statuses=ACTIVE_TASK_STATUSES,
+                    expected_version=None,
+                    actor=SLA_ACTOR,
+                    kind="expired",
+                    values={"completed_at": utcnow()},
+                )
+        except TaskConflict:
+            return []  # answered at the last moment: the answer stands
+        refresh_current_step(session, process.id)
+        return []
