@@ -30,7 +30,7 @@ def dag_ids_in(folder: Path) -> list[str]:
     return ids
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mail() -> Iterator[mailcatcher.CatchingHandler]:
     controller, handler = mailcatcher.start()
     handler.port = controller.port  # type: ignore[attr-defined]
@@ -39,7 +39,7 @@ def mail() -> Iterator[mailcatcher.CatchingHandler]:
     handler.controller.stop()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[AirflowStack]:
     home = tmp_path_factory.mktemp("airflow-home")
     dags = home / "dags"
@@ -58,16 +58,25 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[Ai
         },
     )
     stack.prepare()
-    # The test process reads and writes the same store as the components.
-    os.environ["AIRFLOW__TEMPO__SQL_ALCHEMY_CONN"] = str(stack.store_url)
-    os.environ["AIRFLOW__TEMPO__SECRET_KEY"] = stack.env()["AIRFLOW__TEMPO__SECRET_KEY"]
-    os.environ["AIRFLOW__TEMPO__BASE_URL"] = stack.base_url
+    # The test process reads and writes the same store as the components, until the e2e tests end.
+    shared = {
+        "AIRFLOW__TEMPO__SQL_ALCHEMY_CONN": str(stack.store_url),
+        "AIRFLOW__TEMPO__SECRET_KEY": stack.env()["AIRFLOW__TEMPO__SECRET_KEY"],
+        "AIRFLOW__TEMPO__BASE_URL": stack.base_url,
+    }
+    saved = {key: os.environ.get(key) for key in shared}
+    os.environ.update(shared)
     stack.start()
     try:
         stack.wait_ready(dag_ids_in(REPO / "dags") + dag_ids_in(E2E_DAGS))
         yield stack
     finally:
         stack.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         from tempo.store.engine import dispose_all
 
         dispose_all()

@@ -1,4 +1,7 @@
-"""Test-only process: a step due in 20 seconds, reminded 10 seconds before, escalated 10 seconds after."""
+"""Test-only process: a step due in 20 seconds, reminded 10 seconds before, escalated 10 seconds after.
+
+(Airflow's safe-mode DAG discovery only parses files that mention both "airflow" and "dag".)
+"""
 
 from __future__ import annotations
 
