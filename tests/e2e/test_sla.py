@@ -90,3 +90,25 @@ def test_reminder_due_while_smtp_is_down_arrives_once_it_is_back(airflow_stack, 
 
     complete(task.id, actor="sandra", answers={})
     assert airflow_stack.wait_for_run("e2e_sla", run_id) == "success"
+
+
+def test_process_deadline_emails_owner_and_manager_and_shows_on_the_sla_page(airflow_stack, mail):
+    run_id = airflow_stack.trigger("e2e_deadline", {"ref": "DL-1"}, user="rob")
+    task = wait_until(lambda: open_task(run_id), what="the task")
+
+    def overdue_mails() -> list[tuple[str, str]]:
+        return [(to, s) for to, s in mails_about(mail, "Deadline probe DL-1") if "Process overdue" in s]
+
+    # The owner unit's head (Helen) and Rob's manager (Mike), once each.
+    wait_until(lambda: len(overdue_mails()) >= 2, timeout=180, interval=1, what="the deadline emails")
+    time.sleep(3)
+    assert sorted(to for to, _ in overdue_mails()) == ["helen@example.com", "mike@example.com"]
+
+    page = airflow_stack.api("GET", "/tempo/sla", user="helen")
+    assert page.status_code == 200
+    assert "Deadline probe DL-1" in page.text
+
+    from tempo.actions import complete
+
+    complete(task.id, actor="sandra", answers={})
+    assert airflow_stack.wait_for_run("e2e_deadline", run_id) == "success"
