@@ -13,11 +13,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__TEMPO__SECRET_KEY"] = "test-secret-key-not-for-production"
 os.environ["AIRFLOW__TEMPO__BASE_URL"] = "http://tempo.example.test"
 # Airflow users of the web tests: people of the demo directory, a viewer, and a stranger.
-os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = (
-    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-)
+os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = "tests.web.restricted_auth.RestrictedSimpleAuthManager"
 os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = (
-    "admin:admin,sandra:user,rob:user,helen:user,john:user,olga:user,vera:viewer,stranger:user"
+    "admin:admin,sandra:user,rob:user,helen:user,john:user,olga:user,vera:viewer,stranger:user,blind:user"
 )
 os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "test-jwt-secret-not-for-production-0123456789"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")

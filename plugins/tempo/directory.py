@@ -7,7 +7,6 @@ responsible for this counterparty.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -347,10 +346,6 @@ def responsible_for(session: Session, counterparty_code: str) -> Person | None:
 
 def roles_of(session: Session, username: str) -> list[str]:
     return list(session.scalars(select(PersonRole.role_code).where(PersonRole.username == username)))
-
-
-def is_valid_email(value: str) -> bool:
-    return bool(re.match(_EMAIL, value))
 
 
 def calendar_for(session: Session, unit_code: str | None) -> WorkingCalendar:

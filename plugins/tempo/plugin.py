@@ -1,20 +1,48 @@
-"""The Airflow plugin: Tempo's web app at ``/tempo``, its entry in Airflow's navigation, its listeners.
+"""The Airflow plugin: Tempo's web app at ``/tempo``, its entries in Airflow's navigation, its listeners.
 
-Importing this module has no side effects: no tables are created and nothing is connected to.
+Airflow loads plugins in every component, task workers included, so this module stays light: the
+web app (FastAPI, Airflow's API security, templates) is built on its first request, which only ever
+happens in the API server. Importing this module has no side effects: no tables, no connections.
 """
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from airflow.plugins_manager import AirflowPlugin
 
 from tempo import listeners
-from tempo.web.app import URL_PREFIX, create_app
+from tempo.web import URL_PREFIX
+
+
+class LazyWebApp:
+    """An ASGI app that builds Tempo's FastAPI app when the first request arrives."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        with self._lock:
+            if self._app is None:
+                from tempo.web.app import create_app
+
+                self._app = create_app()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        app = self._app or self._build()
+        await app(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return "tempo.web.app:create_app()"
 
 
 class TempoPlugin(AirflowPlugin):
     name = "tempo"
     listeners = [listeners]
-    fastapi_apps = [{"name": "Tempo", "app": create_app(), "url_prefix": URL_PREFIX}]
+    fastapi_apps = [{"name": "Tempo", "app": LazyWebApp(), "url_prefix": URL_PREFIX}]
     external_views = [
         {
             "name": "Tempo inbox",

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import REPO
 
 ROLES = {
+    "blind": "user",
     "admin": "admin",
     "sandra": "user",
     "rob": "user",

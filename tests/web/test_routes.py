@@ -127,6 +127,15 @@ def test_403_for_a_viewer(web, task, method, path, body, kind):
     assert snapshot(task.id) == before
 
 
+@pytest.mark.parametrize(("method", "path", "body", "kind"), ROUTES, ids=ROUTE_IDS)
+def test_403_when_the_auth_manager_says_no(web, task, method, path, body, kind):
+    """Every route asks Airflow's auth manager: one that refuses "blind" everything gets 403 everywhere."""
+    before = snapshot(task.id)
+    response = call(web, method, path, body, task, headers=auth("blind"))
+    assert response.status_code == 403
+    assert snapshot(task.id) == before
+
+
 OWNED = [r for r in ROUTES if r[3] == "act" and "comment" not in r[1]]  # any actor may comment
 
 

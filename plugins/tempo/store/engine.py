@@ -107,10 +107,6 @@ def write_session(url: str | None = None) -> Iterator[Session]:
         yield session
 
 
-def dialect_name(url: str | None = None) -> str:
-    return get_engine(url).dialect.name
-
-
 # --- async (triggers) ------------------------------------------------------------------------------
 
 # Keyed by the loop object (weakly): async engines may not cross event loops.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -299,10 +299,6 @@ def list_tasks(
         query = query.where(Task.dag_id == dag_id)
     query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.created_at).limit(limit)
     return list(session.scalars(query))
-
-
-def count_tasks(session: Session, status: TaskStatus) -> int:
-    return int(session.scalar(select(func.count()).select_from(Task).where(Task.status == status)) or 0)
 
 
 def inbox_tasks(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, UploadFile, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tempo import actions
@@ -201,7 +201,3 @@ def download(attachment_id: int, user: CurrentUser) -> Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
-
-
-def error_response(status_code: int, detail: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code)

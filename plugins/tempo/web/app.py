@@ -7,10 +7,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from tempo.web import admin, api, email_links, pages
+from tempo.web import URL_PREFIX, admin, api, email_links, pages
 from tempo.web.common import SECURITY_HEADERS, render
-
-URL_PREFIX = "/tempo"
 
 
 def create_app() -> FastAPI:

@@ -56,6 +56,7 @@ async def _form_data(request: Request) -> dict[str, Any]:
 
 @router.get("/")
 def home(user: CurrentUser) -> RedirectResponse:
+    require_read(user)
     return RedirectResponse("/tempo/inbox", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
 
