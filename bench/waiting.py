@@ -118,7 +118,7 @@ async def measure(n: int, window: float, naive: bool) -> dict[str, float]:
         NaivePollingTrigger.queries = 0
         triggers = [NaivePollingTrigger(i, POLL_INTERVAL) for i in ids]
     else:
-        triggers = [HumanStepTrigger(task_pk=i, poll_interval=POLL_INTERVAL) for i in ids]
+        triggers = [HumanStepTrigger(task_pk=i, poll_interval=POLL_INTERVAL, has_sla=False) for i in ids]
     tasks = [asyncio.create_task(first_event(t)) for t in triggers]
     await asyncio.sleep(POLL_INTERVAL * 2)  # every trigger registered and polled once
     gc.collect()

@@ -34,7 +34,7 @@ def test_serialize_round_trip():
     module, name = classpath.rsplit(".", 1)
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert kwargs == {"task_pk": 42, "poll_interval": 0.5}
+    assert kwargs == {"task_pk": 42, "poll_interval": 0.5, "has_sla": True}
 
 
 def test_round_trip_through_airflows_trigger_encoding():
@@ -42,12 +42,12 @@ def test_round_trip_through_airflows_trigger_encoding():
 
     row = Trigger.from_object(HumanStepTrigger(task_pk=7))
     assert row.classpath == "tempo.steps.trigger.HumanStepTrigger"
-    assert row.kwargs == {"task_pk": 7, "poll_interval": None}
+    assert row.kwargs == {"task_pk": 7, "poll_interval": None, "has_sla": True}
 
 
 def test_triggers_persisted_by_an_older_version_still_load():
     trigger = HumanStepTrigger(task_pk=3, poll_interval=None, store_hint="retired-kwarg")
-    assert trigger.serialize()[1] == {"task_pk": 3, "poll_interval": None}
+    assert trigger.serialize()[1] == {"task_pk": 3, "poll_interval": None, "has_sla": True}
 
 
 def test_fires_when_task_completed(store):

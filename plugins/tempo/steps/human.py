@@ -128,7 +128,9 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
             return super().execute(context)
         self.log.info("[tempo] waiting for task %s (%s)", task.id, task.title)
         self.defer(
-            trigger=HumanStepTrigger(task_pk=task.id, poll_interval=self.poll_interval),
+            trigger=HumanStepTrigger(
+                task_pk=task.id, poll_interval=self.poll_interval, has_sla=task.sla_policy is not None
+            ),
             method_name="execute_complete",
         )
 

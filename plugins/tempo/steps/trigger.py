@@ -248,18 +248,28 @@ class HumanStepTrigger(BaseTrigger):
     """Fires when the human task ``task_pk`` is closed.
 
     Its kwargs are persisted in Airflow's database while the step waits, so they are a schema:
-    ``task_pk`` (int) and ``poll_interval`` (float seconds, or None for ``[tempo] poll_interval``).
+    ``task_pk`` (int), ``poll_interval`` (float seconds, or None for ``[tempo] poll_interval``) and
+    ``has_sla`` (bool; triggers stored before it existed default to True, the safe side).
     Connection details are never among them; the triggerer reads ``[tempo]`` itself.
     """
 
-    def __init__(self, task_pk: int, poll_interval: float | None = None, **_retired: Any) -> None:
+    def __init__(
+        self, task_pk: int, poll_interval: float | None = None, has_sla: bool = True, **_retired: Any
+    ) -> None:
         # ``**_retired`` lets triggers persisted by an older Tempo, with kwargs since dropped, still load.
         super().__init__()
         self.task_pk = int(task_pk)
         self.poll_interval = poll_interval
+        # Without an SLA there is no schedule to read: thousands of waiting steps then cost the
+        # store nothing but the poller's one query per tick.
+        self.has_sla = bool(has_sla)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return TRIGGER_CLASSPATH, {"task_pk": self.task_pk, "poll_interval": self.poll_interval}
+        return TRIGGER_CLASSPATH, {
+            "task_pk": self.task_pk,
+            "poll_interval": self.poll_interval,
+            "has_sla": self.has_sla,
+        }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from tempo import config
@@ -267,7 +277,8 @@ class HumanStepTrigger(BaseTrigger):
         poller = poller_for(config.store_url(), self.poll_interval or config.poll_interval())
         waiting = asyncio.ensure_future(poller.wait(self.task_pk))
         try:
-            await self._run_sla_timers(waiting)
+            if self.has_sla:
+                await self._run_sla_timers(waiting)
             closed = await waiting
         finally:
             if not waiting.done():
