@@ -141,27 +141,29 @@ class AirflowStack:
         env.update(self.extra_env)
         return env
 
-    def airflow(
-        self, *args: str, check: bool = True, timeout: float = 300
+    def _command(
+        self, module: str, args: tuple[str, ...], check: bool, timeout: float
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
+        result = subprocess.run(
+            [sys.executable, "-m", module, *args],
             env=self.env(),
-            check=check,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(
+                f"{module} {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def airflow(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return self._command("airflow", args, check, timeout)
 
     def tempo(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tempo.cli", *args],
-            env=self.env(),
-            check=check,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return self._command("tempo.cli", args, check, 300)
 
     def prepare(self, directory_file: Path | None = PROJECT / "include" / "directory.yaml") -> None:
         """Migrate Airflow's and Tempo's databases, write the users' passwords, load the directory."""

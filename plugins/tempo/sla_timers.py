@@ -39,21 +39,23 @@ log = logging.getLogger(__name__)
 SLA_ACTOR = "tempo-sla"
 
 
+def _waiting_with_sla(session: Session, task_pk: int) -> tuple[Task, SLA, datetime] | None:
+    """The task with its policy and due date, if it is still in an inbox and has an SLA; else None."""
+    task = session.get(Task, task_pk)
+    if task is None or task.status not in ACTIVE_TASK_STATUSES or not task.sla_policy or task.due_at is None:
+        return None
+    return task, SLA.from_dict(task.sla_policy), task.due_at
+
+
 def pending(task_pk: int) -> list[tuple[datetime, str]]:
     """The task's timers that have not fired yet, in firing order (empty without an SLA)."""
     with read_session() as session:
-        task = session.get(Task, task_pk)
-        if (
-            task is None
-            or task.status not in ACTIVE_TASK_STATUSES
-            or not task.sla_policy
-            or task.due_at is None
-        ):
+        found = _waiting_with_sla(session, task_pk)
+        if found is None:
             return []
+        _, policy, due_at = found
         fired = set(session.scalars(select(SlaFired.timer).where(SlaFired.task_id == task_pk)))
-        return [
-            (t.at, t.name) for t in timers(SLA.from_dict(task.sla_policy), task.due_at) if t.name not in fired
-        ]
+        return [(t.at, t.name) for t in timers(policy, due_at) if t.name not in fired]
 
 
 def _holders(session: Session, task: Task) -> list[Person]:
@@ -111,16 +113,11 @@ def _queue_mail(
 def fire(task_pk: int, timer_name: str) -> list[str]:
     """Fire one timer once; return the outbox keys of the messages it queued."""
     with write_session() as session:
-        task = session.get(Task, task_pk)
-        if (
-            task is None
-            or task.status not in ACTIVE_TASK_STATUSES
-            or not task.sla_policy
-            or task.due_at is None
-        ):
+        found = _waiting_with_sla(session, task_pk)
+        if found is None:
             return []
-        policy = SLA.from_dict(task.sla_policy)
-        timer = next((t for t in timers(policy, task.due_at) if t.name == timer_name), None)
+        task, policy, due_at = found
+        timer = next((t for t in timers(policy, due_at) if t.name == timer_name), None)
         if timer is None:
             return []
         try:
@@ -129,7 +126,7 @@ def fire(task_pk: int, timer_name: str) -> list[str]:
         except IntegrityError:
             return []  # fired already, by another trigger or before a restart
         process = session.get_one(Process, task.process_id)
-        late = utcnow() >= task.due_at
+        late = utcnow() >= due_at
         if timer.kind == "due":
             task.sla_state = SlaState.ESCALATED if task.escalation_level else SlaState.OVERDUE
             record_event(session, process_id=process.id, task_id=task.id, kind="overdue", actor=SLA_ACTOR)

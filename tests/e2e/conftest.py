@@ -84,3 +84,17 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[Ai
         artifacts.mkdir(parents=True, exist_ok=True)
         for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
             (artifacts / f"{name}.log").write_text(stack.log(name)[-200_000:])
+
+
+def open_task(run_id: str, task_id: str | None = None):
+    """The run's task still in an inbox (of step ``task_id``, if given), or None."""
+    from sqlalchemy import select
+
+    from tempo.store.engine import read_session
+    from tempo.store.models import Task, TaskStatus
+
+    query = select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN)
+    if task_id is not None:
+        query = query.where(Task.task_id == task_id)
+    with read_session() as session:
+        return session.scalar(query)

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import Process, Task, TaskStatus
+from tempo.store.models import Process
 from tempo.store.tasks import complete_task
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +25,7 @@ def test_completion_right_after_deferral_20_times_in_a_row(airflow_stack):
         answer = f"RAC-{n}"
         run_id = airflow_stack.trigger("e2e_quick_step", {"ref": f"race-{n}"}, user="rob")
 
-        def open_task(run_id: str = run_id) -> Task | None:
-            with read_session() as session:
-                return session.scalar(
-                    select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN)
-                )
-
-        task = wait_until(open_task, interval=0.02, what=f"run {n}'s task")
+        task = wait_until(lambda run_id=run_id: open_task(run_id), interval=0.02, what=f"run {n}'s task")
         time.sleep(0.2)
         with write_session() as session:
             complete_task(session, task.id, actor="sandra", result={"answer": answer})
@@ -50,11 +44,7 @@ def test_an_attempt_failed_after_the_answer_retries_and_keeps_the_answer(airflow
     without asking the person again."""
     run_id = airflow_stack.trigger("e2e_resume_fails_once", {"ref": "net-1"}, user="rob")
 
-    def open_task() -> Task | None:
-        with read_session() as session:
-            return session.scalar(select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN))
-
-    task = wait_until(open_task, what="the task")
+    task = wait_until(lambda: open_task(run_id), what="the task")
     with write_session() as session:
         complete_task(session, task.id, actor="sandra", result={"answer": "kept"})
 

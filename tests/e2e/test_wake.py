@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from tempo.store.engine import read_session
-from tempo.store.models import Task, TaskStatus
-from tests.e2e.conftest import wait_until
+from tempo.store.models import Task
+from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -15,11 +14,7 @@ pytestmark = pytest.mark.e2e
 def test_cli_completion_resumes_the_step_while_the_triggerer_is_down(airflow_stack):
     run_id = airflow_stack.trigger("e2e_quick_step", {"ref": "WAKE-1"}, user="rob")
 
-    def open_task() -> Task | None:
-        with read_session() as session:
-            return session.scalar(select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN))
-
-    task = wait_until(open_task, what="the task")
+    task = wait_until(lambda: open_task(run_id), what="the task")
     wait_until(
         lambda: airflow_stack.task_states("e2e_quick_step", run_id)["ask"] == "deferred", what="deferral"
     )

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session
-from tempo.store.models import Task, TaskEvent, TaskStatus
-from tests.e2e.conftest import wait_until
+from tempo.store.models import Task, TaskEvent
+from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +21,7 @@ THREADS = 50
 def test_fifty_concurrent_completions_one_winner(airflow_stack):
     run_id = airflow_stack.trigger("e2e_quick_step", {"ref": "RACE-50"}, user="rob")
 
-    def open_task() -> Task | None:
-        with read_session() as session:
-            return session.scalar(select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN))
-
-    task = wait_until(open_task, what="the task")
+    task = wait_until(lambda: open_task(run_id), what="the task")
     wait_until(
         lambda: airflow_stack.task_states("e2e_quick_step", run_id)["ask"] == "deferred", what="deferral"
     )
