@@ -129,6 +129,10 @@ class AirflowStack:
             "AIRFLOW__TEMPO__SECRET_KEY": keys["tempo"],
             "PYTHONUNBUFFERED": "1",
         }
+        if str(self.metadata_url).startswith("postgresql"):
+            # Airflow also opens its metadata database asynchronously; psycopg 3 (Tempo's driver) does both.
+            async_url = str(self.metadata_url).split("://", 1)[1]
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = f"postgresql+psycopg://{async_url}"
         if self.smtp_port is not None:
             env["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
                 {
