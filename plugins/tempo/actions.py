@@ -13,9 +13,9 @@ from typing import Any
 from tempo.directory import get_person
 from tempo.forms import Form, FormErrors
 from tempo.store.engine import write_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Task, TaskEvent, TaskStatus
+from tempo.store.models import Task, TaskEvent, TaskStatus
 from tempo.store.processes import refresh_current_step
-from tempo.store.tasks import claim_task, complete_task, get_task, record_event, transition
+from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, transition
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,7 @@ def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: in
     with write_session() as session:
         if get_person(session, to) is None:
             raise FormErrors({"to": f"{to!r} is not in the directory."})
-        return transition(
-            session,
-            task_id,
-            to_status=TaskStatus.OPEN,
-            from_statuses=ACTIVE_TASK_STATUSES,
-            expected_version=expected_version,
-            actor=actor,
-            kind=kind,
-            values={"assignee": to, "claimed_by": None, "claimed_at": None},
-            details={"to": to},
-        )
+        return assign_task(session, task_id, actor=actor, to=to, kind=kind, expected_version=expected_version)
 
 
 def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:

@@ -32,7 +32,7 @@ from tempo.store.models import (
     utcnow,
 )
 from tempo.store.processes import refresh_current_step
-from tempo.store.tasks import TaskConflict, complete_task, record_event, transition
+from tempo.store.tasks import TaskConflict, assign_task, complete_task, record_event, transition
 
 log = logging.getLogger(__name__)
 
@@ -165,17 +165,7 @@ def fire(task_pk: int, timer_name: str) -> list[str]:
             holders = _holders(session, task)
             reassigned = level.reassign and len(targets) == 1
             if reassigned:
-                transition(
-                    session,
-                    task.id,
-                    to_status=TaskStatus.OPEN,
-                    from_statuses=ACTIVE_TASK_STATUSES,
-                    expected_version=None,
-                    actor=SLA_ACTOR,
-                    kind="reassigned",
-                    values={"assignee": targets[0].username, "claimed_by": None, "claimed_at": None},
-                    details={"to": targets[0].username},
-                )
+                assign_task(session, task.id, actor=SLA_ACTOR, to=targets[0].username, kind="reassigned")
             return _queue_mail(
                 session,
                 task,

@@ -448,3 +448,12 @@ def test_sla_page_lists_late_steps(web):
         make_task(session, task_id="fine", title="Fine step", due_at=utcnow() + timedelta(hours=2))
     html = web.get("/tempo/sla", headers=auth("vera")).text
     assert "Late step" in html and "Fine step" not in html
+
+
+def test_unknown_status_filter_is_a_field_error_on_page_and_api(web, task):
+    page = web.get("/tempo/inbox", params={"status_filter": "bogus"}, headers=auth("sandra"))
+    assert page.status_code == 422 and "status_filter: Unknown status." in page.text
+    api = web.get("/tempo/api/v1/tasks", params={"status_filter": "bogus"}, headers=auth("sandra"))
+    assert api.status_code == 422 and api.json()["detail"]["errors"] == {"status_filter": "Unknown status."}
+    listed = web.get("/tempo/api/v1/tasks", params={"status_filter": "open"}, headers=auth("sandra"))
+    assert [t["id"] for t in listed.json()] == [task.id]

@@ -252,6 +252,29 @@ def claim_task(session: Session, task_id: int, *, actor: str, expected_version: 
     )
 
 
+def assign_task(
+    session: Session,
+    task_id: int,
+    *,
+    actor: str | None,
+    to: str,
+    kind: str,
+    expected_version: int | None = None,
+) -> Task:
+    """Give an active task to person ``to``: back to open, claim dropped, recorded as ``kind``."""
+    return transition(
+        session,
+        task_id,
+        to_status=TaskStatus.OPEN,
+        from_statuses=ACTIVE_TASK_STATUSES,
+        expected_version=expected_version,
+        actor=actor,
+        kind=kind,
+        values={"assignee": to, "claimed_by": None, "claimed_at": None},
+        details={"to": to},
+    )
+
+
 def cancel_active_tasks(
     session: Session, dag_id: str, run_id: str, *, reason: str, keep_task_ids: Sequence[str] = ()
 ) -> list[Task]:

@@ -16,10 +16,10 @@ from tempo import actions
 from tempo.attachments import AttachmentError, add_attachment, read_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, TaskStatus
-from tempo.store.tasks import TaskConflict, inbox_tasks
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment
+from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import load_task, task_json
+from tempo.web.common import load_task, parse_status_filter, person_inbox, task_json
 from tempo.web.security import (
     CurrentUser,
     person_of,
@@ -85,27 +85,12 @@ def list_tasks(
     user: CurrentUser, status_filter: str | None = None, q: str | None = None
 ) -> list[dict[str, Any]]:
     require_read(user)
-    from tempo import directory
-
+    statuses = parse_status_filter(status_filter)
     with read_session() as session:
         person = person_of(session, user)
         if person is None:
             return []
-        statuses: tuple[TaskStatus, ...] = ACTIVE_TASK_STATUSES
-        if status_filter:
-            try:
-                statuses = (TaskStatus(status_filter),)
-            except ValueError:
-                raise field_errors({"status_filter": "Unknown status."}) from None
-        tasks = inbox_tasks(
-            session,
-            username=person.username,
-            roles=directory.roles_of(session, person.username),
-            unit=person.unit_code,
-            search=q,
-            statuses=statuses,
-        )
-        return [task_json(t) for t in tasks]
+        return [task_json(t) for t in person_inbox(session, person, search=q, statuses=statuses)]
 
 
 @router.get("/tasks/{task_id}", summary="One task")

@@ -34,8 +34,11 @@ def create_app() -> FastAPI:
         title = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Already done"}.get(
             exc.status_code, "Something is wrong"
         )
+        detail = exc.detail
+        if isinstance(detail, dict) and isinstance(detail.get("errors"), dict):
+            detail = "; ".join(f"{field}: {message}" for field, message in detail["errors"].items())
         response = render(
-            request, "message.html", {"title": title, "message": str(exc.detail)}, status_code=exc.status_code
+            request, "message.html", {"title": title, "message": str(detail)}, status_code=exc.status_code
         )
         if exc.headers:
             response.headers.update(exc.headers)

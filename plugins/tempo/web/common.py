@@ -14,10 +14,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tempo import config
+from tempo import config, directory
 from tempo.forms import Form
-from tempo.store.models import Attachment, Process, Task, TaskEvent
-from tempo.store.tasks import TaskNotFound, get_task
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Person, Process, Task, TaskEvent, TaskStatus
+from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
 
 #: Never leak the page (and the signed token in its URL) to other sites.
 SECURITY_HEADERS = {
@@ -47,6 +47,39 @@ def render(
     env = _environment(str(Path(config.templates_folder()) / "pages"))
     html = env.get_template(template).render(prefix="/tempo", **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def parse_status_filter(value: str | None) -> tuple[TaskStatus, ...]:
+    """The inbox's status filter: open and claimed by default; an unknown status is a 422."""
+    if not value:
+        return ACTIVE_TASK_STATUSES
+    try:
+        return (TaskStatus(value),)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": {"status_filter": "Unknown status."}}
+        ) from None
+
+
+def person_inbox(session: Session, person: Person, **filters: Any) -> list[Task]:
+    """``person``'s own tasks and those of their role and unit queues (``inbox_tasks`` filters)."""
+    return inbox_tasks(
+        session,
+        username=person.username,
+        roles=directory.roles_of(session, person.username),
+        unit=person.unit_code,
+        **filters,
+    )
+
+
+async def form_data(request: Request) -> dict[str, Any]:
+    """A posted form as a dict; a field sent several times becomes a list."""
+    data: dict[str, Any] = {}
+    form = await request.form()
+    for key in form:
+        values = form.getlist(key)
+        data[key] = values if len(values) > 1 else values[0]
+    return data
 
 
 def load_task(session: Session, task_id: int) -> Task:

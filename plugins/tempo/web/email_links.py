@@ -18,7 +18,7 @@ from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person
 from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
-from tempo.web.common import render, task_view
+from tempo.web.common import form_data, render, task_view
 from tempo.web.security import check_csrf, csrf_token, may_act
 
 router = APIRouter(include_in_schema=False)
@@ -99,11 +99,7 @@ async def act(request: Request, token: str) -> Response:
     claims = _claims(request, token)
     if isinstance(claims, Response):
         return claims
-    form = await request.form()
-    data: dict[str, Any] = {}
-    for key in form:
-        values = form.getlist(key)
-        data[key] = values if len(values) > 1 else values[0]
+    data = await form_data(request)
     answers = {k: v for k, v in data.items() if k not in ("csrf", "outcome", "version")}
     with read_session() as session:
         try:

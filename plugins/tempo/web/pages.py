@@ -14,14 +14,14 @@ from fastapi import APIRouter, HTTPException, Request, UploadFile, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from tempo import actions, directory
+from tempo import actions
 from tempo.attachments import AttachmentError, add_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Process, TaskStatus, utcnow
-from tempo.store.tasks import TaskConflict, inbox_tasks
+from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import load_task, render, task_view
+from tempo.web.common import form_data, load_task, parse_status_filter, person_inbox, render, task_view
 from tempo.web.routemap import render_route_map
 from tempo.web.security import (
     CurrentUser,
@@ -45,15 +45,6 @@ def _see(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
-async def _form_data(request: Request) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    form = await request.form()
-    for key in form:
-        values = form.getlist(key)
-        data[key] = values if len(values) > 1 else values[0]
-    return data
-
-
 @router.get("/")
 def home(user: CurrentUser) -> RedirectResponse:
     require_read(user)
@@ -71,21 +62,14 @@ def inbox(
     status_filter: str | None = None,
 ) -> Response:
     require_read(user)
-    statuses: tuple[TaskStatus, ...] = ACTIVE_TASK_STATUSES
-    if status_filter:
-        try:
-            statuses = (TaskStatus(status_filter),)
-        except ValueError:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "Unknown status filter.") from None
+    statuses = parse_status_filter(status_filter)
     with read_session() as session:
         person = person_of(session, user)
         tasks = []
         if person is not None:
-            tasks = inbox_tasks(
+            tasks = person_inbox(
                 session,
-                username=person.username,
-                roles=directory.roles_of(session, person.username),
-                unit=person.unit_code,
+                person,
                 search=q,
                 dag_id=process,
                 business_key=key,
@@ -185,7 +169,7 @@ def task_page(request: Request, task_id: int, user: CurrentUser, done: str | Non
 
 @router.post("/tasks/{task_id}/complete")
 async def complete(request: Request, task_id: int, user: CurrentUser) -> Response:
-    data = await _form_data(request)
+    data = await form_data(request)
     check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
     with read_session() as session:
         task = load_task(session, task_id)
@@ -217,7 +201,7 @@ async def complete(request: Request, task_id: int, user: CurrentUser) -> Respons
 async def _simple_action(
     request: Request, task_id: int, user: Any, purpose: str
 ) -> tuple[dict[str, Any], Any]:
-    data = await _form_data(request)
+    data = await form_data(request)
     check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
     with read_session() as session:
         task = load_task(session, task_id)
@@ -383,7 +367,7 @@ def start_form(request: Request, dag_id: str, user: CurrentUser, started: str | 
 @router.post("/start/{dag_id}")
 async def start(request: Request, dag_id: str, user: CurrentUser) -> Response:
     require(user, "POST", "RUN", dag_id)
-    data = await _form_data(request)
+    data = await form_data(request)
     check_csrf(data.get("csrf"), user_name(user), f"start:{dag_id}")
     template = _template_or_404(dag_id)
     answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
