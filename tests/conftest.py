@@ -36,7 +36,7 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster.stop()
 
 
-def _new_pg_database(cluster: PgCluster) -> str:
+def new_pg_database(cluster: PgCluster) -> str:
     import psycopg
 
     name = "tempo_" + uuid.uuid4().hex[:12]
@@ -51,7 +51,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'tempo.db'}"
     else:
-        url = _new_pg_database(request.getfixturevalue("pg_cluster"))
+        url = new_pg_database(request.getfixturevalue("pg_cluster"))
     yield url
     from tempo.store.engine import dispose_all
 

@@ -20,6 +20,7 @@ The clock stands at 2026-03-10 12:00 UTC; the period is 1-10 March.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -28,8 +29,10 @@ from sqlalchemy import update
 from tempo import reports
 from tempo.directory import load_directory, parse_directory
 from tempo.reports import NO_HUMAN_STEP, NONE_LABEL, Period, ReportError, Scope
-from tempo.store.engine import read_session, write_session
+from tempo.store.engine import dispose_all, read_session, write_session
+from tempo.store.migrate import upgrade
 from tempo.store.models import Process, ProcessStatus, SlaFired, Task, TaskStatus
+from tests.conftest import new_pg_database
 from tests.factories import make_process, make_task
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -61,9 +64,22 @@ def at(day: int, hour: float = 0, month: int = 3) -> datetime:
     return datetime(2026, month, day, tzinfo=UTC) + timedelta(hours=hour)
 
 
-@pytest.fixture
-def ids(store) -> dict[str, int]:
-    """The store described in the module docstring; returns the ids of processes and tasks by name."""
+@pytest.fixture(scope="module", params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+def ids(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    """The store of the module docstring, built once per backend (the tests only read it); returns
+    the ids of processes and tasks by name."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('reports') / 'tempo.db'}"
+    else:
+        url = new_pg_database(request.getfixturevalue("pg_cluster"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__TEMPO__SQL_ALCHEMY_CONN", url)
+        upgrade(url)
+        yield build_store()
+    dispose_all()
+
+
+def build_store() -> dict[str, int]:
     found: dict[str, int] = {}
     with write_session() as session:
         load_directory(session, parse_directory(DIRECTORY))
