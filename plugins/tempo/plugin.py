@@ -59,6 +59,13 @@ class TempoPlugin(AirflowPlugin):
             "category": "browse",
         },
         {
+            "name": "Reports",
+            "href": f"{URL_PREFIX}/reports/funnel",
+            "destination": "nav",
+            "url_route": "tempo-reports",
+            "category": "browse",
+        },
+        {
             "name": "Start a process",
             "href": f"{URL_PREFIX}/start",
             "destination": "nav",

@@ -8,6 +8,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tempo.web import URL_PREFIX, admin, api, email_links, pages
+from tempo.web import reports as report_routes
 from tempo.web.common import SECURITY_HEADERS, render
 
 
@@ -23,6 +24,8 @@ def create_app() -> FastAPI:
     app.include_router(email_links.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(report_routes.api)
+    app.include_router(report_routes.pages)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
