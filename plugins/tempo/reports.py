@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, case, distinct, false, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, distinct, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from tempo.store.models import (
@@ -669,68 +669,74 @@ def performance(
     where = [_task_scope(scope), _in_period_or_overdue(measures, period)]
     if template:
         where.append(Task.dag_id == template)
-    duration = Task.completed_at - Task.created_at
-    postgres = _postgres(session)
-
-    def rows_by(*keys: ColumnElement[Any]) -> list[PerformanceRow]:
-        labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-        counts = [
-            func.sum(case((measures[name], 1), else_=0)).label(name)
-            for name in (
-                "assigned",
-                "completed",
-                "rejected",
-                "expired",
-                "answered",
-                "on_time",
-                "open_overdue",
+    performer, unit = _performer(), _task_unit()
+    counts = [
+        func.sum(case((measures[name], 1), else_=0)).label(name)
+        for name in ("assigned", "completed", "rejected", "expired", "answered", "on_time", "open_overdue")
+    ]
+    # (person or None for a unit row, unit) -> the row's counts and its completion-time percentiles
+    cells: dict[tuple[Any, Any], tuple[Any, float | None, float | None]] = {}
+    if _postgres(session):
+        # One pass over the period's tasks for people and units alike (GROUPING SETS), sorting
+        # narrow rows: flags and seconds computed first.
+        seconds = case((measures["answered"], _epoch(Task.completed_at - Task.created_at)), else_=None)
+        names = ("assigned", "completed", "rejected", "expired", "answered", "on_time", "open_overdue")
+        narrow = (
+            _tasks_with_performer(
+                performer.label("person"),
+                unit.label("unit"),
+                *(case((measures[name], 1), else_=0).label(name) for name in names),
+                seconds.label("seconds"),
             )
-        ]
-        if postgres:
-            seconds = _epoch(duration)
-            counts += [
-                func.percentile_cont(q).within_group(seconds).filter(measures["answered"]).label(label)
-                for q, label in ((0.5, "p50"), (0.9, "p90"))
-            ]
-        result = session.execute(
-            _tasks_with_performer(*labelled, *counts).where(*where).group_by(*labelled)
-        ).all()
-        spans: dict[tuple[Any, ...], tuple[float | None, float | None]] = {}
-        if postgres:
-            spans = {tuple(r[: len(keys)]): (r.p50, r.p90) for r in result}
-        else:
-            durations: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+            .where(*where)
+            .subquery("narrow")
+        )
+        c = narrow.c
+        query = select(
+            c.person,
+            c.unit,
+            func.grouping(c.person).label("unit_row"),
+            *(func.sum(c[name]).label(name) for name in names),
+            func.percentile_cont(0.5).within_group(c.seconds).label("p50"),
+            func.percentile_cont(0.9).within_group(c.seconds).label("p90"),
+        ).group_by(func.grouping_sets(tuple_(c.person, c.unit), tuple_(c.unit)))
+        for r in session.execute(query):
+            key = (None if r.unit_row else r.person or NONE_LABEL, r.unit)
+            cells[key] = (r, r.p50, r.p90)
+    else:
+        for keys in ((performer, unit), (literal(None), unit)):
+            labelled = [keys[0].label("person"), keys[1].label("unit")]
+            durations: dict[tuple[Any, Any], list[float]] = defaultdict(list)
             fetched = _tasks_with_performer(*labelled, Task.created_at, Task.completed_at).where(
                 *where, measures["answered"]
             )
             for r in session.execute(fetched):
-                key = tuple(r[: len(keys)])
-                durations[key].append((r.completed_at - r.created_at).total_seconds())
-            for key, values in durations.items():
-                values.sort()
-                spans[key] = (percentile(values, 0.5), percentile(values, 0.9))
-        rows = []
-        for r in result:
-            key = tuple(r[: len(keys)])
-            p50, p90 = spans.get(key, (None, None))
-            rows.append(
-                PerformanceRow(
-                    key=key[0] or NONE_LABEL,
-                    unit=(key[1] if len(keys) > 1 else key[0]),
-                    assigned=r.assigned,
-                    completed=r.completed,
-                    rejected=r.rejected,
-                    expired=r.expired,
-                    on_time=r.on_time,
-                    on_time_pct=_share(r.on_time, r.answered + r.expired),
-                    median_completion_s=_seconds(p50),
-                    p90_completion_s=_seconds(p90),
-                    open_overdue=r.open_overdue,
-                )
-            )
-        return sorted(rows, key=lambda row: (row.key == NONE_LABEL, row.key, row.unit or ""))
-
-    return Performance(period=period, people=rows_by(_performer(), _task_unit()), units=rows_by(_task_unit()))
+                durations[(r.person, r.unit)].append((r.completed_at - r.created_at).total_seconds())
+            grouped = _tasks_with_performer(*labelled, *counts).where(*where).group_by(*keys)
+            for r in session.execute(grouped):
+                values = sorted(durations.get((r.person, r.unit), []))
+                unit_row = keys[0] is not performer
+                key = (None if unit_row else r.person or NONE_LABEL, r.unit)
+                cells[key] = (r, percentile(values, 0.5), percentile(values, 0.9))
+    people: list[PerformanceRow] = []
+    units: list[PerformanceRow] = []
+    for (person, unit_code), (r, p50, p90) in cells.items():
+        row = PerformanceRow(
+            key=person if person is not None else unit_code or NONE_LABEL,
+            unit=unit_code,
+            assigned=r.assigned,
+            completed=r.completed,
+            rejected=r.rejected,
+            expired=r.expired,
+            on_time=r.on_time,
+            on_time_pct=_share(r.on_time, r.answered + r.expired),
+            median_completion_s=_seconds(p50),
+            p90_completion_s=_seconds(p90),
+            open_overdue=r.open_overdue,
+        )
+        (units if person is None else people).append(row)
+    order = lambda row: (row.key == NONE_LABEL, row.key, row.unit or "")  # noqa: E731
+    return Performance(period=period, people=sorted(people, key=order), units=sorted(units, key=order))
 
 
 @dataclass(frozen=True)

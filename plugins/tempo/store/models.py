@@ -203,6 +203,9 @@ class Process(Base):
         Index(None, "requester", "status"),
         Index(None, "counterparty_code", "status"),
         Index(None, "business_key"),
+        # The reports' period filters (migration 0003).
+        Index(None, "started_at"),
+        Index(None, "finished_at"),
     )
 
 
@@ -248,6 +251,8 @@ class Task(Base):
         Index(None, "process_id"),
         Index(None, "completed_by", "completed_at"),
         Index(None, "created_at"),
+        # Tasks answered in a report's period (migration 0003).
+        Index(None, "completed_at"),
         CheckConstraint("version >= 1", name="version_positive"),
     )
 
