@@ -50,6 +50,7 @@ lint: $(VENV)/.test
 bench: $(VENV)/.test system-deps
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/waiting.py
+	$(BIN)/python bench/reports.py
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache .mypy_cache
