@@ -61,6 +61,7 @@ def test_plugin_loads_from_the_installed_entry_point(tmp_path):
         "/tempo/inbox",
         "/tempo/start",
         "/tempo/sla",
+        "/tempo/reports/funnel",
     }
 
 
