@@ -454,3 +454,15 @@ def test_percentile_interpolates_like_percentile_cont(values, q, expected):
         if expected
         else reports.percentile(values, q) is None
     )
+
+
+def test_a_mapped_step_counts_its_process_once(store):
+    with write_session() as session:
+        p = make_process(session, dag_id="mapped", template="mapped", requester="x")
+        session.execute(update(Process).where(Process.id == p.id).values(started_at=at(2)))
+        for index in (0, 1, 2):
+            t = make_task(session, p, task_id="review", map_index=index, title=f"review {index}")
+            session.execute(update(Task).where(Task.id == t.id).values(created_at=at(2, index)))
+    result = run(reports.funnel, Scope.admin(), PERIOD, NOW)
+    assert result.conversion == [reports.ConversionRow("mapped", "review", 1, 100.0)]
+    assert [(r.step, r.processes, r.share_pct) for r in result.rows] == [("review", 1, 100.0)]

@@ -464,30 +464,22 @@ def _conversion(session: Session, scope: Scope, period: Period, template: str | 
             .group_by(Process.template)
         )
     }
-    # One row per (process, step) first (a mapped step has several tasks), then count processes.
-    # A task of a process started in the period was created in it too: that bound lets the
-    # created_at index narrow the tasks before the join.
-    per_process = (
+    # A step reached by a process has exactly one task with map_index -1 (unmapped) or 0 (the first
+    # of a mapped step): the store keeps one task per (run, step, map index). Counting those counts
+    # processes without COUNT(DISTINCT). A task of a process started in the period was created in
+    # it too: that bound lets the created_at index narrow the tasks before the join.
+    reached = session.execute(
         select(
             Process.template,
             Task.task_id,
-            Task.process_id,
+            func.count().label("n"),
             func.min(Task.created_at).label("first_seen"),
         )
         .select_from(Process)
         .outerjoin(_Requester, _Requester.username == Process.requester)
         .join(Task, Task.process_id == Process.id)
-        .where(*where, Task.created_at >= period.start)
-        .group_by(Process.template, Task.task_id, Task.process_id)
-        .subquery("per_process")
-    )
-    reached = session.execute(
-        select(
-            per_process.c.template,
-            per_process.c.task_id,
-            func.count().label("n"),
-            func.min(per_process.c.first_seen).label("first_seen"),
-        ).group_by(per_process.c.template, per_process.c.task_id)
+        .where(*where, Task.created_at >= period.start, Task.map_index <= 0)
+        .group_by(Process.template, Task.task_id)
     ).all()
     # Most reached first; a tie goes to the step that appeared first (the earlier one in the route).
     by_template: dict[str, list[tuple[int, datetime, str]]] = defaultdict(list)
