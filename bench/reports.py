@@ -163,7 +163,7 @@ def measure(url: str, runs: int) -> dict[tuple[str, str], tuple[float, float]]:
                 if attempt >= 2:
                     timings.append((time.perf_counter() - started) * 1000)
             p50, p95 = results[(name, who)] = (percentile(timings, 50), percentile(timings, 95))
-            print(f"  {name:<24} {who:<13} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms")
+            print(f"  {name:<24} {who:<13} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms", flush=True)
     return results
 
 
@@ -185,7 +185,7 @@ def main() -> None:
                 text("SELECT (SELECT count(*) FROM tempo_process), (SELECT count(*) FROM tempo_task)")
             ).one()
         took = time.perf_counter() - started
-        print(f"[tempo] filled {counts[0]:,} processes, {counts[1]:,} tasks in {took:.1f} s")
+        print(f"[tempo] filled {counts[0]:,} processes, {counts[1]:,} tasks in {took:.1f} s", flush=True)
         print("[tempo] without the report indexes (revision 0002)")
         before = measure(url, args.runs)
         upgrade(url, "head")
