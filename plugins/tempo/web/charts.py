@@ -15,7 +15,7 @@ _LABEL_W = 220
 _BAR_H = 22
 _GAP = 8
 _PAD = 10
-_VALUE_W = 90
+_VALUE_W = 150  # room for "12 · up to 3 d 4 h late"
 _CHAR_W = 7.0  # average width of a 12 px system-ui character, for truncating labels
 _COLOURS = {"bar": "#2563eb", "funnel": "#0e7490", "bad": "#b42318", "ok": "#067647"}
 
