@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from tempo.config import OPTIONS
 from tempo.store.engine import read_session, write_session
+from tempo.store.migrate import head_revision
 from tempo.store.models import Task, TaskStatus
 from tests.conftest import REPO
 from tests.factories import make_task
@@ -38,7 +39,7 @@ def test_db_upgrade_then_current(store_url):
     assert tempo("db", "current", url=store_url).returncode == 1  # empty store is behind head
     result = tempo("db", "upgrade", url=store_url)
     assert result.returncode == 0, result.stderr
-    assert "store at revision 0002" in result.stdout
+    assert f"store at revision {head_revision()}" in result.stdout
     assert tempo("db", "current", url=store_url).returncode == 0
 
 
