@@ -17,7 +17,7 @@ os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = "tests.web.restricted_auth.Restricte
 os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = (
     "admin:admin,sandra:user,rob:user,helen:user,john:user,olga:user,vera:viewer,stranger:user,blind:user"
 )
-os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "test-jwt-secret-not-for-production-0123456789"
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = "test-jwt-secret-not-for-production-" + "0123456789abcdef" * 2
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
 import pytest  # noqa: E402

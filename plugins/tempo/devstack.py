@@ -99,7 +99,7 @@ class AirflowStack:
         secrets_file = self.home / "secrets.json"
         if not secrets_file.exists():
             secrets_file.write_text(
-                json.dumps({k: secrets.token_urlsafe(32) for k in ("jwt", "api", "tempo")})
+                json.dumps({k: secrets.token_urlsafe(64) for k in ("jwt", "api", "tempo")})
             )
         keys = json.loads(secrets_file.read_text())
         env = {
