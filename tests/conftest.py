@@ -45,6 +45,13 @@ def new_pg_database(cluster: PgCluster) -> str:
     return cluster.url(name)
 
 
+def drop_pg_database(cluster: PgCluster, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(cluster.url().replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty store database, once on SQLite and once on a real PostgreSQL."""
@@ -56,6 +63,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     from tempo.store.engine import dispose_all
 
     dispose_all()
+    if request.param == "postgres":
+        # Hundreds of per-test databases would leave the cluster's directory with ~1,000 files each.
+        drop_pg_database(request.getfixturevalue("pg_cluster"), url.rsplit("/", 1)[1])
 
 
 @pytest.fixture
