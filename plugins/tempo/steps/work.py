@@ -88,6 +88,12 @@ def _mail_context(task: Task, process: Process) -> dict[str, Any]:
     return {"task": task, "process": process, "task_page": links.task_page(task.id)}
 
 
+def _action_link(task_id: int, person: Any) -> str:
+    # A counterparty answers on its own page (no login, no inbox); people use the task link.
+    own_link = getattr(person, "action_link", None)
+    return own_link(task_id) if callable(own_link) else links.task_link(task_id, person.username)
+
+
 def open_step(step: HumanStep, context: Any) -> Task:
     """Create (or find) the step's task and queue its assignment emails; send them right away."""
     dag_id, run_id, task_id, map_index = step_key(context)
@@ -107,7 +113,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
             map_index=map_index,
             title=str(step.title)[:500],
             instructions=str(step.instructions or ""),
-            form_schema=step.form.schema(),
+            form_schema=step.form.with_catalog_choices().schema(),
             outcomes=list(step.outcomes),
             assignee=resolved.assignee,
             candidate_role=resolved.role,
@@ -125,7 +131,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
                     {
                         **_mail_context(task, process),
                         "person": person,
-                        "action_link": links.task_link(task.id, person.username),
+                        "action_link": _action_link(task.id, person),
                     },
                 )
                 enqueue(
