@@ -121,12 +121,13 @@ class Identified:
 def identify_counterparty(*, name: str, email: str, specialist_role: str | None = None) -> Identified:
     """Inside a running task: find or create the card and make it the process's counterparty.
 
-    Writes ``counterparty``, ``counterparty_name``, ``counterparty_email``, ``responsible`` and
-    ``first_time`` onto the process record. Running the task again finds the same card and keeps
+    Writes ``counterparty``, ``counterparty_name``, ``counterparty_email``, ``responsible``,
+    ``first_time`` and ``status_link`` (the requester's status page) onto the process record. Running the task again finds the same card and keeps
     the first-time flag it had.
     """
     from airflow.sdk import get_current_context
 
+    from tempo import links
     from tempo.steps.work import process_for_run
     from tempo.store.engine import write_session
     from tempo.store.processes import update_process_data
@@ -150,5 +151,9 @@ def identify_counterparty(*, name: str, email: str, specialist_role: str | None 
             created=created,
             first_time=first_time,
         )
-        update_process_data(session, dag_run.dag_id, dag_run.run_id, identified.as_record())
+        # The counterparty follows its request on a page of its own; every email to it links there.
+        status_link = links.request_status_link(process.id)
+        update_process_data(
+            session, dag_run.dag_id, dag_run.run_id, {**identified.as_record(), "status_link": status_link}
+        )
     return identified

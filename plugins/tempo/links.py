@@ -73,6 +73,10 @@ def task_page(task_id: int) -> str:
     return f"{config.base_url()}/tempo/tasks/{int(task_id)}"
 
 
+def attachment_download(attachment_id: int) -> str:
+    return f"{config.base_url()}/tempo/api/v1/attachments/{int(attachment_id)}"
+
+
 def process_page(process_id: int) -> str:
     return f"{config.base_url()}/tempo/processes/{int(process_id)}"
 
