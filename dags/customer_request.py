@@ -93,7 +93,9 @@ with process(
 
     registered = register()
 
-    acknowledge = NotifyStep(task_id="acknowledge", to=CounterpartyContact(), template="customer_request_received")
+    acknowledge = NotifyStep(
+        task_id="acknowledge", to=CounterpartyContact(), template="customer_request_received"
+    )
 
     def _executors(context, process_row):
         return Role(process_row.data["executors_role"])
@@ -162,7 +164,9 @@ with process(
         outcomes=["accept", "dispute"],
         branches={"accept": "accepted", "dispute": "record_claim"},
         # Silence is acceptance: two weeks without an answer close the request.
-        sla=SLA(due=ANSWER_WITHIN, expire_after=SILENCE_AFTER, on_expiry="outcome:accept", business_time=False),
+        sla=SLA(
+            due=ANSWER_WITHIN, expire_after=SILENCE_AFTER, on_expiry="outcome:accept", business_time=False
+        ),
     )
 
     @task

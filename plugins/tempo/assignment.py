@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from tempo.store.models import Person as PersonRow
     from tempo.store.models import Process
 
 
@@ -169,7 +168,12 @@ class CounterpartyContact(Assignment):
             raise AssignmentError("the process has no counterparty")
         if not card.email:
             raise AssignmentError(f"counterparty {code!r} has no email address")
-        contact = Contact(username=f"counterparty:{card.code}", name=card.name, email=card.email, counterparty_code=card.code)
+        contact = Contact(
+            username=f"counterparty:{card.code}",
+            name=card.name,
+            email=card.email,
+            counterparty_code=card.code,
+        )
         return Resolved(assignee=contact.username, contacts=(contact,))
 
 

@@ -152,7 +152,9 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
             loc = tuple(err["loc"])
             line = _line_for(lines, loc)
             field = ".".join(str(p) for p in loc) or "(document)"
-            problems.append(f"{source}:{line}: {field}: {err['msg']}" if line else f"{source}: {field}: {err['msg']}")
+            problems.append(
+                f"{source}:{line}: {field}: {err['msg']}" if line else f"{source}: {field}: {err['msg']}"
+            )
         raise CatalogError("\n".join(problems)) from None
     return Catalog(
         request_types=tuple(

@@ -122,8 +122,8 @@ def identify_counterparty(*, name: str, email: str, specialist_role: str | None 
     """Inside a running task: find or create the card and make it the process's counterparty.
 
     Writes ``counterparty``, ``counterparty_name``, ``counterparty_email``, ``responsible``,
-    ``first_time`` and ``status_link`` (the requester's status page) onto the process record. Running the task again finds the same card and keeps
-    the first-time flag it had.
+    ``first_time`` and ``status_link`` (the requester's status page) onto the process record.
+    Running the task again finds the same card and keeps the first-time flag it had.
     """
     from airflow.sdk import get_current_context
 

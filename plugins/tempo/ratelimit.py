@@ -45,12 +45,16 @@ def hit(
     start = window_start(now, window)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(RateLimitHit).values(bucket=bucket[:255], window_start=start, hits=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[RateLimitHit.bucket, RateLimitHit.window_start],
-        set_={"hits": RateLimitHit.hits + 1},
-    ).returning(RateLimitHit.hits)
-    hits = int(session.execute(statement).scalar_one())
+    counted = (
+        insert(RateLimitHit)
+        .values(bucket=bucket[:255], window_start=start, hits=1)
+        .on_conflict_do_update(
+            index_elements=[RateLimitHit.bucket, RateLimitHit.window_start],
+            set_={"hits": RateLimitHit.hits + 1},
+        )
+        .returning(RateLimitHit.hits)
+    )
+    hits = int(session.execute(counted).scalar_one())
     if hits == 1:
         # The first hit of a new window clears windows nobody will count again.
         session.execute(delete(RateLimitHit).where(RateLimitHit.window_start < start - window))

@@ -239,7 +239,10 @@ async def register(request: Request, type_code: str) -> Response:
 
 def _refuse(request: Request, message: str, status_code: int) -> Response:
     return render(
-        request, "message.html", {"title": "This link cannot be used", "message": message}, status_code=status_code
+        request,
+        "message.html",
+        {"title": "This link cannot be used", "message": message},
+        status_code=status_code,
     )
 
 
@@ -308,7 +311,9 @@ def _respond_claims(request: Request, token: str) -> links.LinkClaims | Response
     try:
         return links.verify(token, expected_purpose="respond")
     except links.LinkExpired:
-        return _refuse(request, "The link has expired. Ask us to send the result again.", status.HTTP_410_GONE)
+        return _refuse(
+            request, "The link has expired. Ask us to send the result again.", status.HTTP_410_GONE
+        )
     except links.LinkError as exc:
         return _refuse(request, str(exc), status.HTTP_404_NOT_FOUND)
 
