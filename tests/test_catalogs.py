@@ -51,7 +51,16 @@ def test_the_shipped_catalog_loads():
         (GOOD.replace("    executors_role: repair_technician\n", ""), "executors_role: Field required"),
         (GOOD.split("decisions:")[0], "decisions: Field required"),
     ],
-    ids=["yaml", "empty", "code", "reserved-field", "file-field", "duplicate", "missing-role", "no-decisions"],
+    ids=[
+        "yaml",
+        "empty",
+        "code",
+        "reserved-field",
+        "file-field",
+        "duplicate",
+        "missing-role",
+        "no-decisions",
+    ],
 )
 def test_a_bad_catalog_names_the_line_and_field(text, message):
     with pytest.raises(CatalogError, match=message):

@@ -53,7 +53,10 @@ def test_a_new_card_goes_to_the_least_busy_specialist(directory):
     with write_session() as session:
         session.execute(text("INSERT INTO tempo_role (code, name) VALUES ('account', 'Account manager')"))
         session.execute(
-            text("INSERT INTO tempo_person_role (username, role_code) VALUES ('sam', 'account'), ('helen', 'account')")
+            text(
+                "INSERT INTO tempo_person_role (username, role_code) "
+                "VALUES ('sam', 'account'), ('helen', 'account')"
+            )
         )
     with write_session() as session:
         first, _ = find_or_create(session, name="One", email="one@example.net", specialist_role="account")
@@ -98,9 +101,14 @@ def test_concurrent_first_requests_from_one_address_make_one_card(directory):
     assert len({code for code, _ in results}) == 1
     assert sorted(created for _, created in results) == [False] * 7 + [True]
     with read_session() as session:
-        assert session.scalar(
-            select(func.count()).select_from(Counterparty).where(Counterparty.email_key == "race@racing.example")
-        ) == 1
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Counterparty)
+                .where(Counterparty.email_key == "race@racing.example")
+            )
+            == 1
+        )
 
 
 def test_exactly_one_request_is_the_first(directory):
@@ -116,17 +124,23 @@ def test_exactly_one_request_is_the_first(directory):
 def test_identify_makes_the_card_the_process_counterparty(directory, monkeypatch):
     with write_session() as session:
         process = make_process(session, dag_id="customer_request", template="customer_request")
-    dag_run = SimpleNamespace(dag_id="customer_request", run_id=process.run_id, conf={}, triggering_user_name=None)
+    dag_run = SimpleNamespace(
+        dag_id="customer_request", run_id=process.run_id, conf={}, triggering_user_name=None
+    )
     monkeypatch.setattr("airflow.sdk.get_current_context", lambda: {"dag_run": dag_run, "dag": None})
 
-    who = identify_counterparty(name="Umbrella plc", email="desk@umbrella.example", specialist_role="customer_service")
+    who = identify_counterparty(
+        name="Umbrella plc", email="desk@umbrella.example", specialist_role="customer_service"
+    )
     assert who.created and who.first_time and who.responsible == "sandra"
     again = identify_counterparty(name="Umbrella plc", email="desk@umbrella.example")  # a retry of the task
     assert (again.code, again.created, again.first_time) == (who.code, False, True)
     with read_session() as session:
         stored = session.get(type(process), process.id)
         assert stored.counterparty_code == who.code
-        assert stored.data["first_time"] is True and stored.data["counterparty_email"] == "desk@umbrella.example"
+        assert (
+            stored.data["first_time"] is True and stored.data["counterparty_email"] == "desk@umbrella.example"
+        )
         assert links.verify_request_status(stored.data["status_link"].rsplit("/", 1)[1]) == process.id
 
     with write_session() as session:

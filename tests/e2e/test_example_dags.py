@@ -18,6 +18,14 @@ pytestmark = pytest.mark.e2e
 #: How each example is started. A DAG added to dags/ without an entry here fails the test below.
 EXAMPLE_STARTS = {
     "rma_sales_order": {"rma_number": "RMA-77001", "customer": "ACME", "part": "Gear", "in_warranty": False},
+    "customer_request": {
+        "counterparty_name": "Example Co",
+        "counterparty_email": "desk@example-co.example",
+        "request_type": "invoice_question",
+        "subject": "Invoice INV-1 twice",
+        "description": "We were billed twice.",
+        "request_params": {"invoice_number": "INV-1"},
+    },
 }
 
 EXAMPLE_ANSWERS = {
@@ -26,6 +34,7 @@ EXAMPLE_ANSWERS = {
     "date": "2026-12-01",
     "email": "x@example.com",
     "checkbox": True,
+    "file": None,
 }
 
 

@@ -86,7 +86,12 @@ def test_the_request_pages_need_no_login(web):
         ({"serial_number": "123"}, None, "serial_number", "Use the form SN-123456."),
         ({"purchase_date": "last week"}, None, "purchase_date", "Enter a date as YYYY-MM-DD."),
         ({"is_admin": "1"}, None, "is_admin", "Unknown field."),
-        ({}, [("attachments", ("empty.txt", b"", "text/plain"))], "attachments", "empty.txt: The file is empty."),
+        (
+            {},
+            [("attachments", ("empty.txt", b"", "text/plain"))],
+            "attachments",
+            "empty.txt: The file is empty.",
+        ),
         (
             {},
             [("attachments", (f"f{i}.txt", b"x", "text/plain")) for i in range(11)],
@@ -210,7 +215,9 @@ def review(web) -> Task:
 def task_state(task_id: int) -> tuple:
     with read_session() as session:
         task = session.get_one(Task, task_id)
-        files = session.scalar(select(func.count()).select_from(Attachment).where(Attachment.task_id == task_id))
+        files = session.scalar(
+            select(func.count()).select_from(Attachment).where(Attachment.task_id == task_id)
+        )
         return task.status, task.version, task.outcome, task.result, files
 
 
@@ -238,7 +245,9 @@ def test_a_dispute_needs_a_claim_and_keeps_its_files(web, review):
     before = task_state(review.id)
     assert web.post(url, data={"outcome": "dispute", "claim": "x"}).status_code == 403  # no CSRF token
     no_claim = web.post(
-        url, data={"csrf": token, "outcome": "dispute"}, files=[("claim_files", ("a.txt", b"abc", "text/plain"))]
+        url,
+        data={"csrf": token, "outcome": "dispute"},
+        files=[("claim_files", ("a.txt", b"abc", "text/plain"))],
     )
     assert no_claim.status_code == 422 and 'id="error-claim"' in no_claim.text
     odd = web.post(url, data={"csrf": token, "outcome": "shrug"})
@@ -272,7 +281,12 @@ def test_accepting_needs_no_claim(web, review):
     token = csrf_of(web.get(url).text)
     assert web.post(url, data={"csrf": token, "outcome": "accept"}, follow_redirects=False).status_code == 303
     status, _, outcome, result, files = task_state(review.id)
-    assert (status, outcome, result, files) == (TaskStatus.COMPLETED, "accept", {"claim": None, "claim_files": None}, 0)
+    assert (status, outcome, result, files) == (
+        TaskStatus.COMPLETED,
+        "accept",
+        {"claim": None, "claim_files": None},
+        0,
+    )
 
 
 def test_only_the_counterparty_answers_its_result(web, review):
