@@ -28,6 +28,10 @@ EXAMPLE_STARTS = {
     },
 }
 
+#: Outcomes other than a step's first: the customer request's example run takes the cancel path (the
+#: full path, dispute and all, is tests/e2e/test_customer_request.py).
+EXAMPLE_OUTCOMES = {("customer_request", "take_request"): "cancel"}
+
 EXAMPLE_ANSWERS = {
     "text": "SO-100200",
     "number": 1,
@@ -72,7 +76,9 @@ def test_example_runs_to_success(airflow_stack, dag_id):
         for task in open_tasks:
             if task.id not in answered:
                 with write_session() as session:
-                    outcome = task.outcomes[0] if task.outcomes else None
+                    outcome = EXAMPLE_OUTCOMES.get((dag_id, task.task_id)) or (
+                        task.outcomes[0] if task.outcomes else None
+                    )
                     complete_task(
                         session, task.id, actor="sandra", result=answer_for(task.form_schema), outcome=outcome
                     )
