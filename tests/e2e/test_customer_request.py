@@ -151,3 +151,39 @@ def test_public_request_decided_disputed_escalated_and_closed(airflow_stack, mai
     states = airflow_stack.task_states("customer_request", run_id)
     assert states["cancel_request"] == "skipped" and states["accepted"] == "skipped"
     assert states["close_request"] == "success"
+
+
+def test_a_known_counterparty_registered_by_staff_and_cancelled(airflow_stack, mail):
+    run_id = airflow_stack.trigger(
+        "customer_request",
+        {
+            "counterparty_name": "Globex",
+            "counterparty_email": "Buyers@Globex.example",
+            "request_type": "delivery_problem",
+            "subject": "Order PO-7788 late",
+            "description": "Sent twice by mistake.",
+            "request_params": {"order_number": "PO-7788", "problem": "late"},
+        },
+        user="sandra",
+    )
+    take = wait_until(lambda: open_task(run_id, "take_request"), timeout=120, what="the specialist's task")
+    # Globex's card from the directory, found by its address in any case: its own specialist; the
+    # card never had a request, so this is its first.
+    assert take.assignee == "sandra" and take.title == "First request from Globex: Order PO-7788 late"
+    body = {"outcome": "cancel", "answers": {"note": "A duplicate of an earlier request."}}
+    response = airflow_stack.api("POST", f"/tempo/api/v1/tasks/{take.id}/complete", user="sandra", json=body)
+    assert response.status_code == 200
+    assert airflow_stack.wait_for_run("customer_request", run_id) == "success"
+    with read_session() as session:
+        process = session.scalars(select(Process).where(Process.run_id == run_id)).one()
+    assert (process.counterparty_code, process.stage, process.data["first_time"]) == (
+        "GLOBEX",
+        "cancelled",
+        True,
+    )
+    told = wait_until(
+        lambda: mail_to(mail, "buyers@globex.example", "was cancelled"), what="the cancellation"
+    )
+    assert "A duplicate of an earlier request." in told[0].body("plain")
+    states = airflow_stack.task_states("customer_request", run_id)
+    assert states["decide"] == "skipped" and states["close_request"] == "skipped"

@@ -101,6 +101,9 @@ def test_the_request_pages_need_no_login(web):
     ],
     ids=["email", "long-email", "subject", "type-field", "date", "unknown", "empty-file", "too-many-files"],
 )
+# Validation happens before the store is touched: one backend shows it (the store-backed parts, the
+# card and the rate limit, are tested on both in tests/test_counterparties.py and test_ratelimit.py).
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_bad_input_gets_field_messages_and_stores_nothing(web, form_token, change, files, field, message):
     before, runs = store_counts(), runs_of_customer_request()
     data = {**VALID, **change, "subject": change.get("subject", HOSTILE), "csrf": form_token}
