@@ -20,6 +20,7 @@ _EXPORTS = {
     "HumanStep": "tempo.steps.human",
     "NotifyStep": "tempo.steps.notify",
     "record": "tempo.steps.record",
+    "set_stage": "tempo.steps.record",
     # forms
     "Form": "tempo.forms",
     "Text": "tempo.forms",
@@ -36,7 +37,12 @@ _EXPORTS = {
     "Requester": "tempo.assignment",
     "RequesterManager": "tempo.assignment",
     "CounterpartyResponsible": "tempo.assignment",
+    "CounterpartyContact": "tempo.assignment",
+    "HeadOfUnit": "tempo.assignment",
     "Decide": "tempo.assignment",
+    # customer requests: counterparties and catalogs
+    "identify_counterparty": "tempo.counterparties",
+    "load_catalog": "tempo.catalogs",
     # time
     "SLA": "tempo.sla",
     "Escalate": "tempo.sla",
@@ -47,6 +53,7 @@ __all__ = [
     "SLA",
     "Checkbox",
     "Choice",
+    "CounterpartyContact",
     "CounterpartyResponsible",
     "Date",
     "Decide",
@@ -54,6 +61,7 @@ __all__ = [
     "Escalate",
     "File",
     "Form",
+    "HeadOfUnit",
     "HumanStep",
     "NotifyStep",
     "Number",
@@ -64,8 +72,11 @@ __all__ = [
     "Text",
     "Unit",
     "WorkingCalendar",
+    "identify_counterparty",
+    "load_catalog",
     "process",
     "record",
+    "set_stage",
 ]
 
 
@@ -84,18 +95,22 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from tempo.assignment import (
+        CounterpartyContact,
         CounterpartyResponsible,
         Decide,
+        HeadOfUnit,
         Person,
         Requester,
         RequesterManager,
         Role,
         Unit,
     )
+    from tempo.catalogs import load_catalog
+    from tempo.counterparties import identify_counterparty
     from tempo.forms import Checkbox, Choice, Date, Email, File, Form, Number, Text
     from tempo.sla import SLA, Escalate
     from tempo.steps.human import HumanStep
     from tempo.steps.notify import NotifyStep
     from tempo.steps.process import process
-    from tempo.steps.record import record
+    from tempo.steps.record import record, set_stage
     from tempo.working_hours import WorkingCalendar

@@ -16,12 +16,30 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from tempo.store.models import Person as PersonRow
     from tempo.store.models import Process
 
 
 class AssignmentError(LookupError):
     """The directory cannot say who this step is for."""
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Someone outside the directory who is written to: a counterparty's contact address.
+
+    It quacks like a directory person for mail templates (``username``, ``name``, ``email``); its
+    ``action_link`` leads to the counterparty's own answer page, as it has no login and no inbox.
+    """
+
+    username: str
+    name: str
+    email: str
+    counterparty_code: str
+
+    def action_link(self, task_id: int) -> str:
+        from tempo import links
+
+        return links.respond_link(task_id, self.counterparty_code)
 
 
 @dataclass(frozen=True)
@@ -31,10 +49,14 @@ class Resolved:
     assignee: str | None = None
     role: str | None = None
     unit: str | None = None
+    #: Outside recipients (a counterparty): when set, they are the recipients.
+    contacts: tuple[Contact, ...] = ()
 
-    def recipients(self, session: Session) -> list[PersonRow]:
+    def recipients(self, session: Session) -> list[Any]:
         from tempo import directory
 
+        if self.contacts:
+            return list(self.contacts)
         if self.assignee:
             person = directory.get_person(session, self.assignee)
             return [person] if person is not None else []
@@ -127,6 +149,57 @@ class CounterpartyResponsible(Assignment):
         if person is None:
             raise AssignmentError(f"nobody is responsible for counterparty {process.counterparty_code!r}")
         return Resolved(assignee=person.username)
+
+
+@dataclass(frozen=True)
+class CounterpartyContact(Assignment):
+    """The process's counterparty itself, at the email of its card.
+
+    As a step's assignee the task belongs to nobody in the directory (``counterparty:<code>``): only
+    the counterparty answers it, through the signed link of its email.
+    """
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        from tempo.store.models import Counterparty
+
+        code = process.counterparty_code
+        card = session.get(Counterparty, code) if code else None
+        if card is None:
+            raise AssignmentError("the process has no counterparty")
+        if not card.email:
+            raise AssignmentError(f"counterparty {code!r} has no email address")
+        contact = Contact(
+            username=f"counterparty:{card.code}",
+            name=card.name,
+            email=card.email,
+            counterparty_code=card.code,
+        )
+        return Resolved(assignee=contact.username, contacts=(contact,))
+
+
+@dataclass(frozen=True)
+class HeadOfUnit(Assignment):
+    """The head of the unit of whoever ``of`` names (one person); when that person heads the unit
+    themselves, the head of the nearest unit above."""
+
+    of: Assignment
+
+    def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
+        from tempo import directory
+
+        inner = self.of.resolve(session, process, context)
+        if not inner.assignee:
+            raise AssignmentError("HeadOfUnit needs one person, not a queue")
+        person = directory.get_person(session, inner.assignee)
+        unit_code = person.unit_code if person else None
+        while unit_code:
+            unit = directory.get_unit(session, unit_code)
+            if unit is None:
+                break
+            if unit.head_username and unit.head_username != inner.assignee:
+                return Person(unit.head_username).resolve(session, process)
+            unit_code = unit.parent_code
+        raise AssignmentError(f"nobody heads a unit above {inner.assignee!r}")
 
 
 @dataclass(frozen=True)

@@ -37,15 +37,33 @@ def clean_filename(name: str) -> str:
     return cleaned or "file"
 
 
-def add_attachment(task_id: int, *, actor: str, filename: str, content_type: str, data: bytes) -> Attachment:
+def check_upload(data: bytes) -> None:
+    """Raise ``AttachmentError`` for content that may not be stored (before anything is written)."""
     if not data:
         raise AttachmentError("The file is empty.")
     if len(data) > MAX_BYTES:
         raise AttachmentError(f"Files may be at most {MAX_BYTES // (1024 * 1024)} MB.")
-    digest = hashlib.sha256(data).hexdigest()
+
+
+def add_attachment(task_id: int, *, actor: str, filename: str, content_type: str, data: bytes) -> Attachment:
+    check_upload(data)
     with read_session() as session:
-        task = get_task(session, task_id)
-        process_id = task.process_id
+        process_id = get_task(session, task_id).process_id
+    return _store(process_id, task_id, actor=actor, filename=filename, content_type=content_type, data=data)
+
+
+def add_process_attachment(
+    process_id: int, *, actor: str, filename: str, content_type: str, data: bytes
+) -> Attachment:
+    """A file that belongs to the process rather than one of its tasks (sent with a request)."""
+    check_upload(data)
+    return _store(process_id, None, actor=actor, filename=filename, content_type=content_type, data=data)
+
+
+def _store(
+    process_id: int, task_id: int | None, *, actor: str, filename: str, content_type: str, data: bytes
+) -> Attachment:
+    digest = hashlib.sha256(data).hexdigest()
     target = _root() / str(process_id) / digest
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("wb") as handle:

@@ -32,10 +32,14 @@ def _airflow_home() -> str:
     return get_airflow_home()
 
 
+def _project_include() -> Path:
+    return Path(__file__).resolve().parents[2] / "include"
+
+
 def _package_templates_folder() -> str:
     # The templates ship beside the package (``include/templates`` at the project top), found
     # relative to this file so the working directory never matters.
-    return str(Path(__file__).resolve().parents[2] / "include" / "templates")
+    return str(_project_include() / "templates")
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -91,6 +95,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("working_hours", "09:00-17:00", "Default working hours, e.g. `09:00-12:00,13:00-17:00`."),
     Option("holidays", "", "Comma-separated ISO dates that are not working days."),
+    Option(
+        "catalog_file",
+        "include/catalogs.yaml of the project",
+        "Request types (with their own fields) and the decision catalog of customer requests.",
+    ),
+    Option(
+        "public_requests_per_hour",
+        "10",
+        "Requests one client may register per hour on the public request page (0 turns the page off).",
+    ),
 )
 
 _DEFAULTS = {option.key: option.default for option in OPTIONS}
@@ -145,9 +159,11 @@ def templates_folder() -> str:
 
 
 def timezone() -> str:
+    """An IANA name zoneinfo knows: Airflow's default spells UTC in lower case, zoneinfo does not."""
     from airflow.configuration import conf
 
-    return _get("timezone", conf.get("core", "default_timezone", fallback="utc") or "utc")
+    name = _get("timezone", conf.get("core", "default_timezone", fallback="UTC") or "UTC")
+    return "UTC" if name.lower() == "utc" else name
 
 
 def poll_interval() -> float:
@@ -165,6 +181,14 @@ def outbox_max_attempts() -> int:
 
 def outbox_sweep_interval() -> float:
     return float(_get("outbox_sweep_interval", _DEFAULTS["outbox_sweep_interval"]))
+
+
+def catalog_file() -> str:
+    return _get("catalog_file", str(_project_include() / "catalogs.yaml"))
+
+
+def public_requests_per_hour() -> int:
+    return int(_get("public_requests_per_hour", _DEFAULTS["public_requests_per_hour"]))
 
 
 def default_calendar() -> WorkingCalendar:

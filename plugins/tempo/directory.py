@@ -309,6 +309,10 @@ def manager_of(session: Session, username: str) -> Person | None:
     return None
 
 
+def get_unit(session: Session, unit_code: str) -> Unit | None:
+    return session.get(Unit, unit_code)
+
+
 def head_of_unit(session: Session, unit_code: str) -> Person | None:
     unit = session.get(Unit, unit_code)
     if unit is None or not unit.head_username:

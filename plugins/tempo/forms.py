@@ -164,24 +164,37 @@ class Choice(Field):
 
     choices: list[str] = field(default_factory=list)
     multiple: bool = False
+    #: The choices come from a catalog of ``[tempo] catalog_file`` ("decisions", "request_types"),
+    #: read when the step opens its task (never when the DAG is parsed), so the catalog can change
+    #: without touching the DAG; the task keeps the choices it was opened with.
+    catalog: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.choices:
-            raise ValueError("a Choice needs at least one choice")
+        if not self.choices and not self.catalog:
+            raise ValueError("a Choice needs at least one choice, or a catalog")
+
+    def options(self) -> list[str]:
+        if self.choices or not self.catalog:
+            return self.choices
+        from tempo.catalogs import load_catalog
+
+        return load_catalog().choices(self.catalog)
 
     def convert(self, raw: Any) -> str | list[str]:
         values = raw if isinstance(raw, list) else [raw]
         if not self.multiple and len(values) != 1:
             raise FieldError("Choose one option.")
+        options = self.options()
         for value in values:
-            if not isinstance(value, str) or value not in self.choices:
+            if not isinstance(value, str) or value not in options:
                 raise FieldError("Choose one of the options offered.")
         return list(dict.fromkeys(values)) if self.multiple else values[0]
 
     def json_schema(self) -> dict[str, Any]:
-        if self.multiple:
-            return {"type": "array", "items": {"type": "string", "enum": self.choices}}
-        return {"type": "string", "enum": self.choices}
+        item: dict[str, Any] = {"type": "string"}
+        if self.choices:
+            item["enum"] = self.choices
+        return {"type": "array", "items": item} if self.multiple else item
 
 
 @dataclass
@@ -305,6 +318,14 @@ class Form:
         if errors:
             raise FormErrors(errors)
         return clean
+
+    def with_catalog_choices(self) -> Form:
+        """A copy with every catalog-backed choice filled in from the catalog as it is now."""
+        form = Form.from_schema(self.schema())
+        for spec in form.fields.values():
+            if isinstance(spec, Choice) and spec.catalog and not spec.choices:
+                spec.choices = spec.options()
+        return form
 
     def file_fields(self) -> list[str]:
         return [name for name, spec in self.fields.items() if isinstance(spec, File)]

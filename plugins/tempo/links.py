@@ -16,7 +16,11 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from tempo import config
 
 _SALT = "tempo.task-link.v1"
-PURPOSES = ("act",)
+#: "act": a person answers a task; "respond": a counterparty accepts or disputes a result.
+PURPOSES = ("act", "respond")
+_STATUS_SALT = "tempo.request-status.v1"
+#: A requester's status page stays readable for a year: the request may take that long.
+STATUS_LINK_MAX_AGE = 365 * 24 * 3600
 
 
 class LinkError(ValueError):
@@ -69,5 +73,42 @@ def task_page(task_id: int) -> str:
     return f"{config.base_url()}/tempo/tasks/{int(task_id)}"
 
 
+def attachment_download(attachment_id: int) -> str:
+    return f"{config.base_url()}/tempo/api/v1/attachments/{int(attachment_id)}"
+
+
 def process_page(process_id: int) -> str:
     return f"{config.base_url()}/tempo/processes/{int(process_id)}"
+
+
+def respond_link(task_id: int, counterparty_code: str) -> str:
+    """The link a counterparty follows to accept or dispute a result (``/tempo/respond/{token}``)."""
+    token = sign(task_id, f"counterparty:{counterparty_code}", "respond")
+    return f"{config.base_url()}/tempo/respond/{token}"
+
+
+def _status_serializer() -> URLSafeTimedSerializer:
+    keys = [*reversed(config.previous_secret_keys()), config.secret_key()]
+    return URLSafeTimedSerializer(keys, salt=_STATUS_SALT)
+
+
+def sign_request_status(process_id: int) -> str:
+    return _status_serializer().dumps({"r": int(process_id)})
+
+
+def verify_request_status(token: str) -> int:
+    """The process a requester's status token names; ``LinkError`` when forged or too old."""
+    try:
+        data = _status_serializer().loads(token, max_age=STATUS_LINK_MAX_AGE)
+    except SignatureExpired:
+        raise LinkExpired("This link has expired.") from None
+    except BadSignature:
+        raise LinkError("This link is not valid.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("r"), int):
+        raise LinkError("This link is not valid.")
+    return int(data["r"])
+
+
+def request_status_link(process_id: int) -> str:
+    """The requester's read-only status page of a request registered without a login."""
+    return f"{config.base_url()}/tempo/requests/{sign_request_status(process_id)}"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tempo import directory, links
@@ -19,7 +20,7 @@ from tempo.mail.outbox import deliver_pending, enqueue
 from tempo.mail.render import render_mail
 from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
 from tempo.store.engine import write_session
-from tempo.store.models import Process, Task, utcnow
+from tempo.store.models import Attachment, Process, Task, utcnow
 from tempo.store.processes import ensure_process, refresh_current_step
 from tempo.store.tasks import TaskSpec, open_task
 
@@ -84,8 +85,25 @@ def _calendar_of(session: Session, resolved: Resolved) -> WorkingCalendar:
     return directory.calendar_for(session, unit)
 
 
-def _mail_context(task: Task, process: Process) -> dict[str, Any]:
-    return {"task": task, "process": process, "task_page": links.task_page(task.id)}
+def _mail_context(session: Session, task: Task, process: Process) -> dict[str, Any]:
+    files = session.scalars(
+        select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id)
+    )
+    return {
+        "task": task,
+        "process": process,
+        "task_page": links.task_page(task.id),
+        # The process's files (a disputed result's claim, say), downloadable by logged-in readers.
+        "attachments": [
+            {"filename": f.filename, "size": f.size, "url": links.attachment_download(f.id)} for f in files
+        ],
+    }
+
+
+def _action_link(task_id: int, person: Any) -> str:
+    # A counterparty answers on its own page (no login, no inbox); people use the task link.
+    own_link = getattr(person, "action_link", None)
+    return own_link(task_id) if callable(own_link) else links.task_link(task_id, person.username)
 
 
 def open_step(step: HumanStep, context: Any) -> Task:
@@ -107,7 +125,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
             map_index=map_index,
             title=str(step.title)[:500],
             instructions=str(step.instructions or ""),
-            form_schema=step.form.schema(),
+            form_schema=step.form.with_catalog_choices().schema(),
             outcomes=list(step.outcomes),
             assignee=resolved.assignee,
             candidate_role=resolved.role,
@@ -123,9 +141,9 @@ def open_step(step: HumanStep, context: Any) -> Task:
                 mail = render_mail(
                     step.mail_template,
                     {
-                        **_mail_context(task, process),
+                        **_mail_context(session, task, process),
                         "person": person,
-                        "action_link": links.task_link(task.id, person.username),
+                        "action_link": _action_link(task.id, person),
                     },
                 )
                 enqueue(

@@ -28,7 +28,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -167,6 +167,16 @@ class Counterparty(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     responsible_username: Mapped[str | None] = mapped_column(ForeignKey("tempo_person.username"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: The email in lower case, unique: concurrent first requests from one address find one card
+    #: (migration 0004). Kept in step with ``email`` by the model.
+    email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
+    #: Set once, by the first request of this counterparty (compare-and-set: one request is "first").
+    first_request_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    @validates("email")
+    def _keep_email_key(self, _key: str, email: str | None) -> str | None:
+        self.email_key = email.strip().lower() if email else None
+        return email
 
 
 # --- processes and tasks ---------------------------------------------------------------------------
@@ -190,6 +200,9 @@ class Process(Base):
         _enum(ProcessStatus, "process_status"), default=ProcessStatus.RUNNING
     )
     current_step: Mapped[str | None] = mapped_column(String(500))
+    #: Where the process stands in its own words ("accepted", "in_work", "done", "cancelled"),
+    #: set by the template's steps (``tempo.set_stage``) and shown to the requester.
+    stage: Mapped[str | None] = mapped_column(String(64))
     #: The business record: the start form as submitted, plus what the steps write back
     #: (the RMA's S/O number, for example).
     data: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -335,3 +348,15 @@ class Attachment(Base):
     uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index(None, "process_id"), Index(None, "task_id"))
+
+
+class RateLimitHit(Base):
+    """Requests of one client in one fixed window (the public request page's limiter)."""
+
+    __tablename__ = "tempo_rate_limit"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index(None, "window_start"),)

@@ -16,7 +16,7 @@ from tempo import actions
 from tempo.attachments import AttachmentError, add_attachment, read_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
 from tempo.web.common import load_task, parse_status_filter, person_inbox, task_json
@@ -176,8 +176,9 @@ def download(attachment_id: int, user: CurrentUser) -> Response:
         attachment = session.get(Attachment, attachment_id)
         if attachment is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "No such attachment.")
-        task = load_task(session, attachment.task_id) if attachment.task_id else None
-        require_read(user, task.dag_id if task else None)
+        # A file sent with a request belongs to the process, not to a task.
+        process = session.get_one(Process, attachment.process_id)
+        require_read(user, process.dag_id)
     return Response(
         read_attachment(attachment),
         media_type="application/octet-stream",

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from tempo.web import URL_PREFIX, admin, api, email_links, pages
+from tempo.web import URL_PREFIX, admin, api, email_links, pages, public
 from tempo.web import reports as report_routes
 from tempo.web.common import SECURITY_HEADERS, render
 
@@ -22,6 +22,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(email_links.router)
+    app.include_router(public.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(report_routes.api)

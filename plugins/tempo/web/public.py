@@ -1,0 +1,421 @@
+"""Pages for counterparties, who have no login: register a request, follow it, answer its result.
+
+- ``/tempo/request`` lists the request types of the catalog; ``/tempo/request/{type}`` is the form
+  of one type: who you are, what you ask, the type's own fields, any number of files. A valid form
+  starts the ``customer_request`` process and leads to the request's status page; an invalid one
+  answers 422 with a message per field and stores nothing. The form carries a signed token (the page
+  has no session to protect, but a form that did not come from this page is refused), and each
+  client may register ``[tempo] public_requests_per_hour`` requests an hour (429 beyond).
+- ``/tempo/requests/{token}`` shows a request's stage and history to whoever holds its signed link.
+- ``/tempo/respond/{token}``: the counterparty accepts or disputes a result. GET only shows; POST
+  (with the page's CSRF token) answers once, a dispute with its claim and files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from starlette.datastructures import FormData, UploadFile
+
+from tempo import actions, config, links, ratelimit
+from tempo.attachments import MAX_BYTES, AttachmentError, add_attachment, add_process_attachment, check_upload
+from tempo.catalogs import CatalogError, RequestType, load_catalog
+from tempo.forms import Email, Form, FormErrors, Text
+from tempo.steps.process import REQUESTER_KEY, process_title
+from tempo.store.engine import read_session, write_session
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, Task, TaskEvent
+from tempo.store.processes import ensure_process
+from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
+from tempo.web import airflow_data
+from tempo.web.common import render
+from tempo.web.security import check_csrf, csrf_token
+
+router = APIRouter(include_in_schema=False)
+
+#: The process a public request starts.
+REQUEST_DAG_ID = "customer_request"
+#: Who Airflow records as having triggered a run from the public page.
+PUBLIC_TRIGGER = "tempo-public-request-page"
+MAX_FILES = 10
+STAGES = {
+    None: "Received",
+    "accepted": "Accepted",
+    "in_work": "In work",
+    "done": "Done",
+    "cancelled": "Cancelled",
+}
+
+
+def request_form() -> Form:
+    """What every request asks, whatever its type (the type's own fields come after)."""
+    return Form(
+        name=Text(label="Your organisation", max_length=200),
+        email=Email(label="Your email", help="We write to you here about this request."),
+        subject=Text(label="Subject", max_length=200),
+        description=Text(label="What happened, what do you ask", multiline=True, max_length=5000),
+    )
+
+
+def _page_is_open() -> None:
+    if config.public_requests_per_hour() <= 0:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Requests are not taken on this page.")
+
+
+def _request_type(code: str) -> RequestType:
+    try:
+        return load_catalog().request_type(code)
+    except KeyError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "There is no such request type.") from None
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.get("/request")
+def request_types(request: Request) -> Response:
+    _page_is_open()
+    return render(request, "request_types.html", {"catalog": load_catalog()})
+
+
+def _form_page(
+    request: Request,
+    request_type: RequestType,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "request_form.html",
+        {
+            "request_type": request_type,
+            "form": request_form(),
+            "type_form": request_type.form(),
+            "errors": errors or {},
+            "values": values or {},
+            "max_files": MAX_FILES,
+            "csrf": csrf_token("public", f"request:{request_type.code}"),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/request/{type_code}")
+def request_page(request: Request, type_code: str) -> Response:
+    _page_is_open()
+    return _form_page(request, _request_type(type_code))
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+async def _uploads(form: FormData, name: str, errors: dict[str, str]) -> list[Upload]:
+    """The files sent as ``name``, read and checked; a problem lands in ``errors[name]``."""
+    files = [f for f in form.getlist(name) if isinstance(f, UploadFile) and f.filename]
+    if len(files) > MAX_FILES:
+        errors[name] = f"Attach at most {MAX_FILES} files."
+        return []
+    uploads = []
+    for file in files:
+        data = await file.read(MAX_BYTES + 1)
+        try:
+            check_upload(data)
+        except AttachmentError as exc:
+            errors[name] = f"{file.filename}: {exc}"
+            return []
+        uploads.append(Upload(file.filename or "file", file.content_type or "", data))
+    return uploads
+
+
+def _values(form: FormData, skip: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in form:
+        if key in skip:
+            continue
+        items = [v for v in form.getlist(key) if isinstance(v, str)]
+        values[key] = items if len(items) > 1 else (items[0] if items else None)
+    return values
+
+
+@router.post("/request/{type_code}")
+async def register(request: Request, type_code: str) -> Response:
+    _page_is_open()
+    request_type = _request_type(type_code)
+    form = await request.form()
+    check_csrf(str(form.get("csrf") or ""), "public", f"request:{request_type.code}")
+    values = _values(form, {"csrf", "attachments"})
+    base, own = request_form(), request_type.form()
+    errors: dict[str, str] = {
+        name: "Unknown field." for name in values if name not in base.fields and name not in own.fields
+    }
+    clean: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    try:
+        clean = base.validate({k: v for k, v in values.items() if k in base.fields})
+    except FormErrors as exc:
+        errors.update(exc.errors)
+    if clean.get("email") and len(clean["email"]) > 150:
+        errors["email"] = "Use an address of at most 150 characters."
+    try:
+        params = own.validate({k: v for k, v in values.items() if k in own.fields})
+    except FormErrors as exc:
+        errors.update(exc.errors)
+    uploads = await _uploads(form, "attachments", errors)
+    if errors:
+        return _form_page(request, request_type, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    with write_session() as session:
+        verdict = ratelimit.hit(
+            session, f"public-request:{_client(request)}", limit=config.public_requests_per_hour()
+        )
+    if not verdict.allowed:
+        response = render(
+            request,
+            "message.html",
+            {
+                "title": "Too many requests",
+                "message": "You have sent many requests from this address in the last hour. "
+                "Please try again later.",
+            },
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        )
+        response.headers["Retry-After"] = str(verdict.retry_after)
+        return response
+
+    try:
+        template = airflow_data.get_template(REQUEST_DAG_ID)
+    except airflow_data.TemplateNotFound:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "Requests cannot be registered at the moment."
+        ) from None
+    conf = {
+        "counterparty_name": clean["name"],
+        "counterparty_email": clean["email"],
+        "request_type": request_type.code,
+        "subject": clean["subject"],
+        "description": clean["description"],
+        "request_params": params,
+        # The counterparty asked: its address is the requester (it has no username).
+        REQUESTER_KEY: clean["email"],
+    }
+    run_id = airflow_data.start_process(REQUEST_DAG_ID, conf, PUBLIC_TRIGGER)
+    # The process row now (the listener may get there first): the files and the status page need it.
+    with write_session() as session:
+        process, _ = ensure_process(
+            session,
+            dag_id=REQUEST_DAG_ID,
+            run_id=run_id,
+            template=REQUEST_DAG_ID,
+            title=process_title(template, conf),
+            business_key=clean["subject"],
+            requester=clean["email"],
+            data=conf,
+        )
+        process_id = process.id
+    for upload in uploads:
+        add_process_attachment(
+            process_id,
+            actor=clean["email"],
+            filename=upload.filename,
+            content_type=upload.content_type,
+            data=upload.data,
+        )
+    return RedirectResponse(
+        f"/tempo/requests/{links.sign_request_status(process_id)}", status_code=status.HTTP_303_SEE_OTHER
+    )
+
+
+# --- the requester's status page -------------------------------------------------------------------
+
+
+def _refuse(request: Request, message: str, status_code: int) -> Response:
+    return render(
+        request,
+        "message.html",
+        {"title": "This link cannot be used", "message": message},
+        status_code=status_code,
+    )
+
+
+def _waiting_answer(session: Any, process: Process) -> Task | None:
+    """The counterparty's open step of the process, if it has one."""
+    if not process.counterparty_code:
+        return None
+    return session.scalar(
+        select(Task).where(
+            Task.process_id == process.id,
+            Task.assignee == f"counterparty:{process.counterparty_code}",
+            Task.status.in_(list(ACTIVE_TASK_STATUSES)),
+        )
+    )
+
+
+@router.get("/requests/{token}")
+def request_status(request: Request, token: str) -> Response:
+    try:
+        process_id = links.verify_request_status(token)
+    except links.LinkExpired:
+        return _refuse(request, "The link has expired.", status.HTTP_410_GONE)
+    except links.LinkError as exc:
+        return _refuse(request, str(exc), status.HTTP_404_NOT_FOUND)
+    with read_session() as session:
+        process = session.get(Process, process_id)
+        if process is None:
+            return _refuse(request, "This request no longer exists.", status.HTTP_404_NOT_FOUND)
+        stages = list(
+            session.scalars(
+                select(TaskEvent)
+                .where(TaskEvent.process_id == process.id, TaskEvent.kind == "stage")
+                .order_by(TaskEvent.at, TaskEvent.id)
+            )
+        )
+        files = list(session.scalars(select(Attachment).where(Attachment.process_id == process.id)))
+        waiting = _waiting_answer(session, process)
+    try:
+        type_name = load_catalog().request_type(str(process.data.get("request_type"))).name
+    except (KeyError, CatalogError):
+        type_name = str(process.data.get("request_type") or "")
+    return render(
+        request,
+        "request_status.html",
+        {
+            "process": process,
+            "data": process.data or {},
+            "stage": STAGES.get(process.stage, process.stage),
+            "stages": [(e.at, STAGES.get(e.details.get("to"), e.details.get("to"))) for e in stages],
+            "stage_names": STAGES,
+            "type_name": type_name,
+            "files": files,
+            "respond": links.respond_link(waiting.id, process.counterparty_code or "").removeprefix(
+                config.base_url()
+            )
+            if waiting is not None
+            else None,
+        },
+    )
+
+
+# --- the counterparty's answer to a result -----------------------------------------------------------
+
+
+def _respond_claims(request: Request, token: str) -> links.LinkClaims | Response:
+    try:
+        return links.verify(token, expected_purpose="respond")
+    except links.LinkExpired:
+        return _refuse(
+            request, "The link has expired. Ask us to send the result again.", status.HTTP_410_GONE
+        )
+    except links.LinkError as exc:
+        return _refuse(request, str(exc), status.HTTP_404_NOT_FOUND)
+
+
+def _respond_page(
+    request: Request,
+    token: str,
+    claims: links.LinkClaims,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    with read_session() as session:
+        try:
+            task = get_task(session, claims.task_id)
+        except TaskNotFound:
+            return _refuse(request, "This request no longer exists.", status.HTTP_404_NOT_FOUND)
+        if task.assignee != claims.username:
+            return _refuse(request, "This link is not meant for this request.", status.HTTP_403_FORBIDDEN)
+        process = session.get_one(Process, task.process_id)
+    if task.status not in ACTIVE_TASK_STATUSES:
+        answered = {"accept": "accepted", "dispute": "disputed"}.get(task.outcome or "", task.status.value)
+        return render(
+            request,
+            "message.html",
+            {
+                "title": "Thank you",
+                "message": f"The result of “{process.data.get('subject', process.title)}” is {answered}.",
+            },
+            status_code=status_code,
+        )
+    return render(
+        request,
+        "respond.html",
+        {
+            "task": task,
+            "process": process,
+            "data": process.data or {},
+            "token": token,
+            "errors": errors or {},
+            "values": values or {},
+            "status_link": f"/tempo/requests/{links.sign_request_status(process.id)}",
+            "csrf": csrf_token(claims.username, f"respond:{task.id}"),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/respond/{token}")
+def respond_page(request: Request, token: str) -> Response:
+    claims = _respond_claims(request, token)
+    if isinstance(claims, Response):
+        return claims
+    return _respond_page(request, token, claims)
+
+
+@router.post("/respond/{token}")
+async def respond(request: Request, token: str) -> Response:
+    claims = _respond_claims(request, token)
+    if isinstance(claims, Response):
+        return claims
+    form = await request.form()
+    check_csrf(str(form.get("csrf") or ""), claims.username, f"respond:{claims.task_id}")
+    with read_session() as session:
+        try:
+            task = get_task(session, claims.task_id)
+        except TaskNotFound:
+            return _refuse(request, "This request no longer exists.", status.HTTP_404_NOT_FOUND)
+    if task.assignee != claims.username:
+        return _refuse(request, "This link is not meant for this request.", status.HTTP_403_FORBIDDEN)
+    if task.status not in ACTIVE_TASK_STATUSES:
+        return _respond_page(request, token, claims, status_code=status.HTTP_409_CONFLICT)
+    outcome = str(form.get("outcome") or "")
+    claim = str(form.get("claim") or "").strip()
+    errors: dict[str, str] = {}
+    if outcome not in task.outcomes:
+        errors["outcome"] = "Accept or dispute the result."
+    if outcome == "dispute" and not claim:
+        errors["claim"] = "Tell us why you dispute the result."
+    uploads = await _uploads(form, "claim_files", errors) if outcome == "dispute" else []
+    if errors:
+        values = {"claim": claim}
+        return _respond_page(request, token, claims, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    # Files first (a claim names them), then the answer: one compare-and-set, one winner.
+    ids = [
+        add_attachment(
+            task.id, actor=claims.username, filename=u.filename, content_type=u.content_type, data=u.data
+        ).id
+        for u in uploads
+    ]
+    answers = {"claim": claim or None, "claim_files": ids or None} if outcome == "dispute" else {}
+    try:
+        done = actions.complete(
+            task.id, actor=claims.username, answers=answers, outcome=outcome, expected_version=task.version
+        )
+    except FormErrors as exc:
+        return _respond_page(
+            request, token, claims, exc.errors, {"claim": claim}, status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
+    except TaskConflict:
+        return _respond_page(request, token, claims, status_code=status.HTTP_409_CONFLICT)
+    return RedirectResponse(
+        f"/tempo/requests/{links.sign_request_status(done.task.process_id)}",
+        status_code=status.HTTP_303_SEE_OTHER,
+    )

@@ -1,0 +1,95 @@
+"""The customer request template's own rules, without a running Airflow: a counterparty that stays
+silent about a result has accepted it, and the request closes."""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from sqlalchemy import select
+
+from tempo import sla_timers
+from tempo.directory import load_directory_file
+from tempo.steps.trigger import answer_of
+from tempo.store.engine import read_session, write_session
+from tempo.store.models import OutboxMessage, Process, TaskStatus
+from tempo.store.tasks import find_task
+from tests.conftest import REPO
+from tests.factories import make_process
+
+
+@pytest.fixture(scope="module")
+def template():
+    spec = importlib.util.spec_from_file_location(
+        "customer_request_dag", REPO / "dags" / "customer_request.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_silence_is_acceptance_and_closes_the_request(store, template, monkeypatch):
+    load_directory_file(REPO / "include" / "directory.yaml")
+    with write_session() as session:
+        process = make_process(
+            session,
+            dag_id="customer_request",
+            template="customer_request",
+            counterparty_code="GLOBEX",
+            data={
+                "subject": "Valve leaks",
+                "decision_name": "Refund",
+                "explanation": "We refund the valve.",
+                "status_link": "http://tempo.example.test/tempo/requests/x",
+            },
+        )
+    dag_run = SimpleNamespace(
+        dag_id="customer_request", run_id=process.run_id, conf={}, triggering_user_name=None
+    )
+    ti = SimpleNamespace(
+        dag_id="customer_request", run_id=process.run_id, task_id="counterparty_review", map_index=-1
+    )
+    context = {"ti": ti, "dag_run": dag_run, "dag": None}
+    review = template.dag.get_task("counterparty_review")
+
+    with pytest.raises(TaskDeferred):
+        review.execute(context)
+    with read_session() as session:
+        task = find_task(session, "customer_request", process.run_id, "counterparty_review")
+        [result_mail] = session.scalars(select(OutboxMessage).where(OutboxMessage.task_id == task.id)).all()
+    assert task.assignee == "counterparty:GLOBEX"
+    assert result_mail.to_addrs == ["buyers@globex.example"] and "Refund" in result_mail.body_text
+    assert "http://tempo.example.test/tempo/respond/" in result_mail.body_text
+
+    timers = {name: at for at, name in sla_timers.pending(task.id)}
+    assert set(timers) == {"due", "expire"}
+    # A week to answer (plain days, not working days), then a week of silence.
+    assert abs(timers["due"] - task.created_at - template.ANSWER_WITHIN) < timedelta(seconds=5)
+    assert timers["expire"] - timers["due"] == template.SILENCE_AFTER
+    sla_timers.fire(task.id, "due")
+    with read_session() as session:
+        assert (
+            find_task(session, "customer_request", process.run_id, "counterparty_review").status
+            == TaskStatus.OPEN
+        )
+    sla_timers.fire(task.id, "expire")
+    with read_session() as session:
+        silent = find_task(session, "customer_request", process.run_id, "counterparty_review")
+    answer = answer_of(silent)
+    assert (silent.status, answer["outcome"], answer["completed_by"]) == (
+        TaskStatus.COMPLETED,
+        "accept",
+        "tempo-sla",
+    )
+
+    # Accepting leads to the closing task, which notes that silence accepted.
+    assert review.branches["accept"] == ["accepted"]
+    accepted = template.dag.get_task("accepted")
+    assert accepted.downstream_task_ids == {"close_request"}
+    monkeypatch.setattr("airflow.sdk.get_current_context", lambda: {"dag_run": dag_run, "dag": None})
+    accepted.python_callable(answer)
+    with read_session() as session:
+        assert session.get_one(Process, process.id).data["result_accepted_by"] == "silence"

@@ -1,0 +1,310 @@
+"""The counterparty's pages, without a login: the public request page (validated, signed form,
+rate limited, nothing stored on bad input), the request's status page, and the signed link that
+accepts or disputes a result (GET shows, POST acts once)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from tempo import links
+from tempo.store.engine import read_session, write_session
+from tempo.store.models import (
+    Attachment,
+    Counterparty,
+    OutboxMessage,
+    Process,
+    RateLimitHit,
+    Task,
+    TaskEvent,
+    TaskStatus,
+)
+from tests.factories import make_process, make_task
+from tests.web.conftest import auth
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+VALID = {
+    "name": "Initech GmbH",
+    "email": "help@initech.example",
+    "subject": "Pump P-20 stopped",
+    "description": "It stopped after two weeks.",
+    "serial_number": "SN-123456",
+    "purchase_date": "2026-11-02",
+}
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def store_counts() -> dict[str, int]:
+    with read_session() as session:
+        return {
+            model.__tablename__: session.scalar(select(func.count()).select_from(model))
+            for model in (Process, Counterparty, Attachment, OutboxMessage, RateLimitHit, Task, TaskEvent)
+        }
+
+
+def runs_of_customer_request() -> int:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session(scoped=False) as session:
+        return session.scalar(
+            select(func.count()).select_from(DagRun).where(DagRun.dag_id == "customer_request")
+        )
+
+
+@pytest.fixture
+def form_token(web) -> str:
+    page = web.get("/tempo/request/warranty_claim")
+    assert page.status_code == 200
+    return csrf_of(page.text)
+
+
+def test_the_request_pages_need_no_login(web):
+    index = web.get("/tempo/request")
+    assert index.status_code == 200
+    assert "Warranty claim" in index.text and "/tempo/request/delivery_problem" in index.text
+    form = web.get("/tempo/request/warranty_claim")
+    assert form.status_code == 200
+    for field in ("name", "email", "subject", "description", "serial_number", "purchase_date", "attachments"):
+        assert f'name="{field}"' in form.text
+    assert 'enctype="multipart/form-data"' in form.text and "Inbox" not in form.text
+    assert form.headers["content-security-policy"].startswith("default-src 'none'")
+    assert web.get("/tempo/request/no_such_type").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "files", "field", "message"),
+    [
+        ({"email": "not-an-address"}, None, "email", "Enter an email address"),
+        ({"email": "a" * 140 + "@example.com"}, None, "email", "at most 150 characters"),
+        ({"subject": ""}, None, "subject", "This field is required."),
+        ({"serial_number": "123"}, None, "serial_number", "Use the form SN-123456."),
+        ({"purchase_date": "last week"}, None, "purchase_date", "Enter a date as YYYY-MM-DD."),
+        ({"is_admin": "1"}, None, "is_admin", "Unknown field."),
+        (
+            {},
+            [("attachments", ("empty.txt", b"", "text/plain"))],
+            "attachments",
+            "empty.txt: The file is empty.",
+        ),
+        (
+            {},
+            [("attachments", (f"f{i}.txt", b"x", "text/plain")) for i in range(11)],
+            "attachments",
+            "Attach at most 10 files.",
+        ),
+    ],
+    ids=["email", "long-email", "subject", "type-field", "date", "unknown", "empty-file", "too-many-files"],
+)
+# Validation happens before the store is touched: one backend shows it (the store-backed parts, the
+# card and the rate limit, are tested on both in tests/test_counterparties.py and test_ratelimit.py).
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_bad_input_gets_field_messages_and_stores_nothing(web, form_token, change, files, field, message):
+    before, runs = store_counts(), runs_of_customer_request()
+    data = {**VALID, **change, "subject": change.get("subject", HOSTILE), "csrf": form_token}
+    response = web.post("/tempo/request/warranty_claim", data=data, files=files)
+    assert response.status_code == 422
+    error = re.search(rf'id="error-{field}">([^<]*)<', response.text)
+    assert error and message in error.group(1).replace("&#39;", "'")
+    # What was typed comes back, escaped.
+    assert "<script>alert" not in response.text
+    assert store_counts() == before and runs_of_customer_request() == runs
+
+
+def test_a_form_that_did_not_come_from_the_page_is_refused(web, form_token):
+    before = store_counts()
+    assert web.post("/tempo/request/warranty_claim", data=VALID).status_code == 403
+    forged = {**VALID, "csrf": form_token + "x"}
+    assert web.post("/tempo/request/warranty_claim", data=forged).status_code == 403
+    # A token of another request type's form does not fit this one.
+    other = csrf_of(web.get("/tempo/request/delivery_problem").text)
+    assert web.post("/tempo/request/warranty_claim", data={**VALID, "csrf": other}).status_code == 403
+    assert store_counts() == before
+
+
+def test_a_valid_request_starts_the_process_with_its_files(web, form_token):
+    runs = runs_of_customer_request()
+    response = web.post(
+        "/tempo/request/warranty_claim",
+        data={**VALID, "subject": HOSTILE, "csrf": form_token},
+        files=[
+            ("attachments", ("photo.jpg", b"\xff\xd8 photo", "image/jpeg")),
+            ("attachments", ("../../invoice.pdf", b"%PDF invoice", "application/pdf")),
+        ],
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith("/tempo/requests/")
+    assert runs_of_customer_request() == runs + 1
+    with read_session() as session:
+        process = session.get_one(Process, links.verify_request_status(location.rsplit("/", 1)[1]))
+        files = session.scalars(select(Attachment).where(Attachment.process_id == process.id)).all()
+    assert process.dag_id == "customer_request" and process.requester == "help@initech.example"
+    assert process.data["request_params"] == {"serial_number": "SN-123456", "purchase_date": "2026-11-02"}
+    assert process.data["counterparty_email"] == "help@initech.example"
+    assert process.data["request_type"] == "warranty_claim"
+    assert sorted(f.filename for f in files) == ["invoice.pdf", "photo.jpg"]
+    assert {f.task_id for f in files} == {None} and {f.uploaded_by for f in files} == {"help@initech.example"}
+
+    page = web.get(location)
+    assert page.status_code == 200
+    assert "Received" in page.text and "Warranty claim" in page.text and "photo.jpg" in page.text
+    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    # Logged-in readers download a request's files through the API.
+    download = web.get(f"/tempo/api/v1/attachments/{files[0].id}", headers=auth("sandra"))
+    assert download.status_code == 200 and download.content in (b"\xff\xd8 photo", b"%PDF invoice")
+
+
+def test_each_client_is_rate_limited(web, form_token, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUESTS_PER_HOUR", "1")
+    data = {**VALID, "csrf": form_token}
+    assert web.post("/tempo/request/warranty_claim", data=data, follow_redirects=False).status_code == 303
+    before, runs = store_counts(), runs_of_customer_request()
+    limited = web.post("/tempo/request/warranty_claim", data=data, follow_redirects=False)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert "Too many requests" in limited.text
+    after = store_counts()
+    assert after.pop("tempo_rate_limit") == before.pop("tempo_rate_limit")  # the same row, counted up
+    assert after == before and runs_of_customer_request() == runs
+    monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUESTS_PER_HOUR", "0")
+    assert web.get("/tempo/request").status_code == 404
+
+
+def test_a_forged_status_link_shows_nothing(web):
+    assert web.get("/tempo/requests/not-a-token").status_code == 404
+    token = links.sign(1, "rob")  # an action link's token is no status token
+    assert web.get(f"/tempo/requests/{token}").status_code == 404
+
+
+# --- accepting or disputing a result ----------------------------------------------------------------
+
+REVIEW_FORM = {
+    "fields": [
+        {"name": "claim", "type": "text", "required": False, "multiline": True, "max_length": 5000},
+        {"name": "claim_files", "type": "file", "required": False, "multiple": True},
+    ]
+}
+
+
+@pytest.fixture
+def review(web) -> Task:
+    """The counterparty's step: Globex is told the result and may accept or dispute it."""
+    with write_session() as session:
+        process = make_process(
+            session,
+            dag_id="customer_request",
+            template="customer_request",
+            counterparty_code="GLOBEX",
+            data={"subject": "Valve leaks", "decision_name": "Refund", "explanation": HOSTILE},
+        )
+        return make_task(
+            session,
+            process,
+            dag_id="customer_request",
+            task_id="counterparty_review",
+            title="Result of your request: Valve leaks",
+            form_schema=REVIEW_FORM,
+            outcomes=["accept", "dispute"],
+            assignee="counterparty:GLOBEX",
+        )
+
+
+def task_state(task_id: int) -> tuple:
+    with read_session() as session:
+        task = session.get_one(Task, task_id)
+        files = session.scalar(
+            select(func.count()).select_from(Attachment).where(Attachment.task_id == task_id)
+        )
+        return task.status, task.version, task.outcome, task.result, files
+
+
+def path_of(url: str) -> str:
+    return url.removeprefix("http://tempo.example.test")
+
+
+def test_opening_the_result_link_changes_nothing(web, review):
+    url = path_of(links.respond_link(review.id, "GLOBEX"))
+    before = task_state(review.id)
+    for _ in range(2):
+        page = web.get(url)
+        assert page.status_code == 200
+        assert "Refund" in page.text and 'value="dispute"' in page.text
+        assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    assert task_state(review.id) == before
+    # The status page offers the same answer while it waits.
+    status = web.get(path_of(links.request_status_link(review.process_id)))
+    assert url in status.text
+
+
+def test_a_dispute_needs_a_claim_and_keeps_its_files(web, review):
+    url = path_of(links.respond_link(review.id, "GLOBEX"))
+    token = csrf_of(web.get(url).text)
+    before = task_state(review.id)
+    assert web.post(url, data={"outcome": "dispute", "claim": "x"}).status_code == 403  # no CSRF token
+    no_claim = web.post(
+        url,
+        data={"csrf": token, "outcome": "dispute"},
+        files=[("claim_files", ("a.txt", b"abc", "text/plain"))],
+    )
+    assert no_claim.status_code == 422 and 'id="error-claim"' in no_claim.text
+    odd = web.post(url, data={"csrf": token, "outcome": "shrug"})
+    assert odd.status_code == 422 and 'id="error-outcome"' in odd.text
+    assert task_state(review.id) == before
+
+    done = web.post(
+        url,
+        data={"csrf": token, "outcome": "dispute", "claim": "The valve still leaks."},
+        files=[("claim_files", ("leak.jpg", b"\xff\xd8 leak", "image/jpeg"))],
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/tempo/requests/")
+    status, _, outcome, result, files = task_state(review.id)
+    assert (status, outcome, files) == (TaskStatus.COMPLETED, "dispute", 1)
+    with read_session() as session:
+        [attachment] = session.scalars(select(Attachment).where(Attachment.task_id == review.id)).all()
+        assert session.get_one(Task, review.id).completed_by == "counterparty:GLOBEX"
+    assert result == {"claim": "The valve still leaks.", "claim_files": [attachment.id]}
+
+    # Replayed: refused, nothing changes; the link now says what happened.
+    after = task_state(review.id)
+    again = web.post(url, data={"csrf": token, "outcome": "accept"})
+    assert again.status_code == 409 and "disputed" in again.text
+    assert task_state(review.id) == after
+    assert "disputed" in web.get(url).text
+
+
+def test_accepting_needs_no_claim(web, review):
+    url = path_of(links.respond_link(review.id, "GLOBEX"))
+    token = csrf_of(web.get(url).text)
+    assert web.post(url, data={"csrf": token, "outcome": "accept"}, follow_redirects=False).status_code == 303
+    status, _, outcome, result, files = task_state(review.id)
+    assert (status, outcome, result, files) == (
+        TaskStatus.COMPLETED,
+        "accept",
+        {"claim": None, "claim_files": None},
+        0,
+    )
+
+
+def test_only_the_counterparty_answers_its_result(web, review):
+    before = task_state(review.id)
+    # Another counterparty's link, a person's action link, a tampered token: refused.
+    assert web.get(path_of(links.respond_link(review.id, "ACME"))).status_code == 403
+    assert web.get(f"/tempo/respond/{links.sign(review.id, 'counterparty:GLOBEX')}").status_code == 404
+    assert web.get(path_of(links.respond_link(review.id, "GLOBEX")) + "x").status_code == 404
+    # Staff cannot answer for the counterparty, not even its responsible specialist.
+    page = web.get(f"/tempo/tasks/{review.id}", headers=auth("sandra"))
+    token = csrf_of(page.text)
+    refused = web.post(
+        f"/tempo/tasks/{review.id}/complete",
+        data={"csrf": token, "outcome": "accept"},
+        headers=auth("sandra"),
+    )
+    assert refused.status_code == 403
+    assert task_state(review.id) == before
