@@ -20,6 +20,7 @@ _EXPORTS = {
     "HumanStep": "tempo.steps.human",
     "NotifyStep": "tempo.steps.notify",
     "record": "tempo.steps.record",
+    "EmailClient": "tempo.required_actions",
     # forms
     "Form": "tempo.forms",
     "Text": "tempo.forms",
@@ -51,6 +52,7 @@ __all__ = [
     "Date",
     "Decide",
     "Email",
+    "EmailClient",
     "Escalate",
     "File",
     "Form",
@@ -93,6 +95,7 @@ if TYPE_CHECKING:
         Unit,
     )
     from tempo.forms import Checkbox, Choice, Date, Email, File, Form, Number, Text
+    from tempo.required_actions import EmailClient
     from tempo.sla import SLA, Escalate
     from tempo.steps.human import HumanStep
     from tempo.steps.notify import NotifyStep
