@@ -147,7 +147,9 @@ def templates_folder() -> str:
 def timezone() -> str:
     from airflow.configuration import conf
 
-    return _get("timezone", conf.get("core", "default_timezone", fallback="utc") or "utc")
+    value = _get("timezone", conf.get("core", "default_timezone", fallback="utc") or "utc")
+    # Airflow spells its default "utc"; the IANA database (tzdata) only knows "UTC".
+    return "UTC" if value.strip().lower() == "utc" else value
 
 
 def poll_interval() -> float:
