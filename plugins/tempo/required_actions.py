@@ -5,7 +5,7 @@ with the task (under ``required_action`` in the task's form schema, so no column
 checked by ``actions.complete`` for every entry point: the task page, the JSON API, the emailed
 link and the CLI all refuse completion with a field error on ``required_action`` until it is done.
 
-``EmailClient``: the task page composes a message to the client; it goes through the outbox like
+``EmailClient``: the task page (or the page behind the emailed link) composes a message to the client; it goes through the outbox like
 every Tempo email and is written to the task's history as ``client_emailed``. With
 ``or_attachment``, a file attached to the task (the document sent some other way) counts too.
 """

@@ -145,11 +145,30 @@ def test_an_attached_document_is_enough(web, task, tmp_path, monkeypatch):
     assert done.status_code == 200 and outbox_for(task.id) == []
 
 
-def test_the_emailed_link_refuses_completion_with_the_reason(web, task):
+def test_the_emailed_link_refuses_completion_then_offers_the_email(web, task):
     url = links.task_link(task.id, "rob").removeprefix("http://tempo.example.test")
-    token = csrf_of(web.get(url).text)
+    page = web.get(url)
+    assert 'id="client-email-form"' in page.text and f'action="{url}/email-client"' in page.text
+    token = csrf_of(page.text)
     before = snapshot(task.id)
     refused = web.post(url, data={"csrf": token, "solution": "Kit A"})
-    assert refused.status_code == 422
-    assert 'id="required-action-error"' in refused.text and f"/tempo/tasks/{task.id}" in refused.text
-    assert snapshot(task.id) == before
+    assert refused.status_code == 422 and 'id="required-action-error"' in refused.text
+    forged = web.post(f"{url}/email-client", data={"csrf": "x", "subject": "S", "text": "T"})
+    assert forged.status_code == 403
+    blank = web.post(f"{url}/email-client", data={"csrf": token, "subject": "S", "text": ""})
+    assert blank.status_code == 422 and "Write the message." in blank.text
+    assert snapshot(task.id) == before and outbox_for(task.id) == []
+
+    sent = web.post(
+        f"{url}/email-client",
+        data={"csrf": token, "subject": "S", "text": "Kit A fits."},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303 and sent.headers["location"] == url
+    (mail,) = outbox_for(task.id)
+    assert mail.to_addrs == ["orders@acme.example"]
+    assert 'id="client-email-done"' in web.get(url).text
+    done = web.post(url, data={"csrf": token, "solution": "Kit A"}, follow_redirects=False)
+    assert done.status_code == 303
+    with read_session() as session:
+        assert session.get_one(Task, task.id).completed_by == "rob"

@@ -150,6 +150,7 @@ def _task_page(
             "route_map": render_route_map(shape.steps, shape.states, highlight=task.task_id),
             "next_steps": downstream,
             "client_email": client_email,
+            "client_email_action": f"/tempo/tasks/{task.id}/email-client",
             "csrf": csrf_token(subject, f"task:{task.id}"),
         },
         status_code=status_code,
