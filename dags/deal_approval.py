@@ -28,6 +28,26 @@ REVIEWERS = {
 }
 
 
+def decision(round_no: int, answers: dict[str, dict]) -> tuple[str, dict, str]:
+    """The step after a round's reviews, the facts for the deal's record, and the rejection reasons.
+
+    All approve: the deal is approved. A rejection: back to sales with every reviewer's reasons, or,
+    after the last round, the deal is rejected.
+    """
+    rejections = {
+        name: (answer["form"].get("reason") or "no reason given")
+        for name, answer in answers.items()
+        if answer["outcome"] == "reject"
+    }
+    if not rejections:
+        return f"approved_{round_no}", {"decision": "approved", "review_rounds": round_no}, ""
+    reasons = "\n".join(f"- {name}: {reason}" for name, reason in sorted(rejections.items()))
+    facts = {"last_rejection": reasons, "review_rounds": round_no}
+    if round_no == ROUNDS:
+        return "deal_rejected", {**facts, "decision": "rejected"}, reasons
+    return f"sales_revise_{round_no + 1}", facts, reasons
+
+
 def terms_of_round(round_no: int) -> str:
     """The terms the reviewers of a round see: the start form's, then each revision's."""
     if round_no == 1:
@@ -83,31 +103,22 @@ with process(
 
         @task.branch(task_id=f"decide_{round_no}")
         def decide(finance: dict, legal: dict, supply: dict, round_no: int, ti=None) -> str:
-            answers = {"finance": finance, "legal": legal, "supply": supply}
-            rejections = {
-                name: (answer["form"].get("reason") or "no reason given")
-                for name, answer in answers.items()
-                if answer["outcome"] == "reject"
-            }
-            if not rejections:
-                record(decision="approved", review_rounds=round_no)
-                return f"approved_{round_no}"
-            reasons = "\n".join(f"- {name}: {reason}" for name, reason in sorted(rejections.items()))
-            record(last_rejection=reasons, review_rounds=round_no)
-            ti.xcom_push(key="reasons", value=reasons)
-            if round_no == ROUNDS:
-                record(decision="rejected")
-                return "deal_rejected"
-            return f"sales_revise_{round_no + 1}"
+            branch, facts, reasons = decision(
+                round_no, {"finance": finance, "legal": legal, "supply": supply}
+            )
+            record(**facts)
+            if reasons:
+                ti.xcom_push(key="reasons", value=reasons)
+            return branch
 
-        decision = decide(
+        decided = decide(
             **{name: review.output for name, review in zip(REVIEWERS, reviews, strict=True)},
             round_no=round_no,
         )
         if previous is not None:
             previous >> reviews
         approved = EmptyOperator(task_id=f"approved_{round_no}")
-        decision >> approved >> deal_approved
+        decided >> approved >> deal_approved
         if round_no < ROUNDS:
             previous = HumanStep(
                 task_id=f"sales_revise_{round_no + 1}",
@@ -124,7 +135,7 @@ with process(
                 ),
                 sla=SLA(due=timedelta(hours=16), remind_before=timedelta(hours=2)),
             )
-            decision >> previous
+            decided >> previous
         else:
             deal_rejected = NotifyStep(task_id="deal_rejected", to=Requester(), template="deal_rejected")
-            decision >> deal_rejected
+            decided >> deal_rejected

@@ -5,9 +5,10 @@ with the task (under ``required_action`` in the task's form schema, so no column
 checked by ``actions.complete`` for every entry point: the task page, the JSON API, the emailed
 link and the CLI all refuse completion with a field error on ``required_action`` until it is done.
 
-``EmailClient``: the task page (or the page behind the emailed link) composes a message to the client; it goes through the outbox like
-every Tempo email and is written to the task's history as ``client_emailed``. With
-``or_attachment``, a file attached to the task (the document sent some other way) counts too.
+``EmailClient``: the task page (or the page behind the emailed link) composes a message to the
+client; it goes through the outbox like every Tempo email and is written to the task's history as
+``client_emailed``. With ``or_attachment``, a file attached to the task (the document sent some
+other way) counts too.
 """
 
 from __future__ import annotations
