@@ -209,3 +209,17 @@ def test_a_bad_template_breaks_no_other_dag(tmp_path):
     error = next(iter(bag.import_errors.values()))
     assert "TemplateError" in error
     assert "templates/bad.yaml:" in error and "step 'create_sales_order': sla.due:" in error
+
+
+def test_the_cli_checks_templates(tmp_path, capsys):
+    from tempo.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    doc = rma()
+    step(doc, "tell_requester")["to"] = "team:all"
+    bad.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert main(["templates", "check", str(RMA_YAML), str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert f"ok: {RMA_YAML} (process rma_sales_order_yaml, 5 steps)" in out
+    assert f"error: {bad}:" in err and "step 'tell_requester': to.0:" in err
+    assert main(["templates", "check", str(RMA_YAML)]) == 0
