@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench route-maps system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: $(VENV)/.test system-deps
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/waiting.py
 	$(BIN)/python bench/reports.py
+
+# Pictures of every process's route map for the README (docs/img/route-<dag_id>.png), taken with
+# chromium on a stack started for the purpose.
+route-maps: $(VENV)/.test system-deps
+	$(BIN)/python -m tests.e2e.shoot_route_maps
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache .mypy_cache

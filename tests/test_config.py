@@ -38,3 +38,13 @@ def test_templates_folder_does_not_depend_on_the_working_directory(monkeypatch, 
     monkeypatch.delenv("AIRFLOW__TEMPO__TEMPLATES_FOLDER", raising=False)
     monkeypatch.chdir(tmp_path)
     assert (Path(config.templates_folder()) / "mail" / "task_assigned.j2").is_file()
+
+
+def test_airflows_lower_case_utc_gives_a_working_calendar(monkeypatch):
+    """Airflow's default ``default_timezone`` is "utc", which tzdata does not know; it means UTC."""
+    monkeypatch.delenv("AIRFLOW__TEMPO__TIMEZONE", raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TIMEZONE", "utc")
+    assert config.timezone() == "UTC"
+    assert config.default_calendar().timezone == "UTC"
+    monkeypatch.setenv("AIRFLOW__TEMPO__TIMEZONE", "Europe/Amsterdam")
+    assert config.default_calendar().timezone == "Europe/Amsterdam"

@@ -21,6 +21,7 @@ _EXPORTS = {
     "NotifyStep": "tempo.steps.notify",
     "record": "tempo.steps.record",
     "set_stage": "tempo.steps.record",
+    "EmailClient": "tempo.required_actions",
     # forms
     "Form": "tempo.forms",
     "Text": "tempo.forms",
@@ -58,6 +59,7 @@ __all__ = [
     "Date",
     "Decide",
     "Email",
+    "EmailClient",
     "Escalate",
     "File",
     "Form",
@@ -108,6 +110,7 @@ if TYPE_CHECKING:
     from tempo.catalogs import load_catalog
     from tempo.counterparties import identify_counterparty
     from tempo.forms import Checkbox, Choice, Date, Email, File, Form, Number, Text
+    from tempo.required_actions import EmailClient
     from tempo.sla import SLA, Escalate
     from tempo.steps.human import HumanStep
     from tempo.steps.notify import NotifyStep

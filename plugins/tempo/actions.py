@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tempo import required_actions
 from tempo.directory import get_person
 from tempo.forms import Form, FormErrors
 from tempo.store.engine import write_session
@@ -35,7 +36,8 @@ def complete(
 ) -> Completed:
     """Validate ``answers`` against the task's own form and record them as ``actor``'s.
 
-    Raises ``FormErrors`` (field -> message; ``"outcome"`` for a bad outcome), ``TaskNotFound`` or
+    Raises ``FormErrors`` (field -> message; ``"outcome"`` for a bad outcome, ``"required_action"``
+    while the step's required action is not done), ``TaskNotFound`` or
     ``TaskConflict``. With ``wake``, the waiting step is resumed at once when Airflow is reachable.
     """
     with write_session() as session:
@@ -50,6 +52,9 @@ def complete(
             problems["outcome"] = f"Choose one of: {', '.join(task.outcomes)}."
         elif not task.outcomes and outcome is not None:
             problems["outcome"] = "This task has no outcomes to choose from."
+        missing = required_actions.check(session, task)
+        if missing is not None:
+            problems["required_action"] = missing
         if problems:
             raise FormErrors(problems)
         done = complete_task(
@@ -110,3 +115,8 @@ def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
             actor=actor,
             details={"text": text},
         )
+
+
+def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEvent:
+    """Email the task's client (the step's required action); see ``tempo.required_actions``."""
+    return required_actions.email_client(task_id, actor=actor, subject=subject, text=text)

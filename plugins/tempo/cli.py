@@ -1,4 +1,4 @@
-"""The ``tempo`` command: store migrations, the directory, tasks, and the demo mail catcher."""
+"""The ``tempo`` command: store migrations, the directory, YAML templates, tasks, the mail catcher."""
 
 from __future__ import annotations
 
@@ -39,6 +39,21 @@ def _directory_load(args: argparse.Namespace) -> int:
         f"{summary.people} people, {summary.counterparties} counterparties"
     )
     return 0
+
+
+def _templates_check(args: argparse.Namespace) -> int:
+    from tempo.yaml_templates import TemplateError, read_template
+
+    failed = 0
+    for path in args.files:
+        try:
+            spec = read_template(path, source=path)
+        except TemplateError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        print(f"ok: {path} (process {spec.id}, {len(spec.steps)} steps)")
+    return 2 if failed else 0
 
 
 def _tasks_list(args: argparse.Namespace) -> int:
@@ -150,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     load = directory_commands.add_parser("load", help="upsert a directory YAML file (all or nothing)")
     load.add_argument("file")
     load.set_defaults(func=_directory_load)
+
+    templates = commands.add_parser("templates", help="process templates in YAML").add_subparsers(
+        dest="templates_command", required=True
+    )
+    check = templates.add_parser(
+        "check", help="check YAML templates; every problem with file, line, step, field"
+    )
+    check.add_argument("files", nargs="+", metavar="FILE.yaml")
+    check.set_defaults(func=_templates_check)
 
     tasks = commands.add_parser("tasks", help="human tasks").add_subparsers(
         dest="tasks_command", required=True

@@ -38,6 +38,8 @@ DEMO_USERS = {
     "olga": "admin",
     "sam": "user",
     "fiona": "user",
+    "laura": "user",
+    "steve": "user",
 }
 
 

@@ -27,6 +27,9 @@ def dag_ids_in(folder: Path) -> list[str]:
     ids = []
     for path in sorted(folder.glob("*.py")):
         ids += re.findall(r'(?:process|DAG)\(\s*"([a-z0-9_]+)"', path.read_text())
+    # YAML templates, each loaded by the DAG file beside it.
+    for path in sorted(folder.glob("templates/*.yaml")):
+        ids += re.findall(r"^id:\s*([a-z0-9_]+)\s*$", path.read_text(), flags=re.MULTILINE)
     return ids
 
 
@@ -47,6 +50,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[Ai
     for folder in (REPO / "dags", E2E_DAGS):
         for path in folder.glob("*.py"):
             (dags / path.name).symlink_to(path)
+    (dags / "templates").symlink_to(REPO / "dags" / "templates", target_is_directory=True)
     stack = AirflowStack(
         home=home,
         dags_folder=dags,

@@ -86,6 +86,7 @@ ROUTES = [
     ("POST", "/tempo/tasks/{task}/reassign", "form", "act"),
     ("POST", "/tempo/tasks/{task}/comment", "form", "act"),
     ("POST", "/tempo/tasks/{task}/attachments", "form", "act"),
+    ("POST", "/tempo/tasks/{task}/email-client", "form", "act"),
     ("GET", "/tempo/api/v1/tasks", None, "read"),
     ("GET", "/tempo/api/v1/tasks/{task}", None, "read"),
     ("GET", "/tempo/api/v1/reports/funnel", None, "read"),
@@ -98,6 +99,7 @@ ROUTES = [
     ("POST", "/tempo/api/v1/tasks/{task}/complete", {"answers": {"so_number": "SO-123456"}}, "act"),
     ("POST", "/tempo/api/v1/tasks/{task}/comments", {"text": "hello"}, "act"),
     ("POST", "/tempo/api/v1/tasks/{task}/attachments", "file", "act"),
+    ("POST", "/tempo/api/v1/tasks/{task}/email-client", {"subject": "S", "text": "T"}, "act"),
 ]
 ROUTE_IDS = [f"{m} {p}" for m, p, _, _ in ROUTES]
 

@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tempo.assignment import Assignment, as_assignment
 from tempo.forms import Form
+from tempo.required_actions import SCHEMA_KEY, RequiredAction
 from tempo.sla import SLA
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
     :param branches: outcome -> downstream task id(s) to follow; the other direct downstream tasks
         are skipped. Without it every downstream task runs.
     :param sla: due date, reminders and escalations (``tempo.SLA``).
+    :param required_action: what must be done before the step may be completed, e.g.
+        ``EmailClient(or_attachment=True)``; completion is refused until it is.
     :param mail_template: template in ``include/templates/mail`` for the assignment email.
     :param poll_interval: seconds between store checks while waiting (default ``[tempo] poll_interval``).
     """
@@ -81,6 +84,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         outcomes: Sequence[str] = (),
         branches: Mapping[str, str | Sequence[str]] | None = None,
         sla: SLA | None = None,
+        required_action: RequiredAction | None = None,
         mail_template: str = "task_assigned",
         poll_interval: float | None = None,
         deferrable: bool = True,
@@ -110,9 +114,19 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         if self.branches and set(self.branches) != set(self.outcomes):
             raise ValueError(f"{self.task_id}: branches must name a path for every outcome")
         self.sla = sla
+        if required_action is not None and not isinstance(required_action, RequiredAction):
+            raise TypeError(f"{self.task_id}: required_action must be a tempo required action")
+        self.required_action = required_action
         self.mail_template = mail_template
         self.poll_interval = poll_interval
         self.deferrable = deferrable
+
+    def task_form_schema(self) -> dict[str, Any]:
+        """The form as stored with the task, with the required action (if any) beside its fields."""
+        schema = self.form.with_catalog_choices().schema()
+        if self.required_action is not None:
+            schema[SCHEMA_KEY] = self.required_action.to_dict()
+        return schema
 
     # --- running ------------------------------------------------------------------------------------
 

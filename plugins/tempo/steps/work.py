@@ -125,7 +125,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
             map_index=map_index,
             title=str(step.title)[:500],
             instructions=str(step.instructions or ""),
-            form_schema=step.form.with_catalog_choices().schema(),
+            form_schema=step.task_form_schema(),
             outcomes=list(step.outcomes),
             assignee=resolved.assignee,
             candidate_role=resolved.role,

@@ -52,6 +52,11 @@ class ClaimBody(_Body):
     expected_version: int | None = None
 
 
+class ClientEmailBody(_Body):
+    subject: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=20000)
+
+
 class CommentBody(_Body):
     text: str = Field(min_length=1, max_length=5000)
 
@@ -134,6 +139,28 @@ def complete(task_id: int, body: CompleteBody, user: CurrentUser) -> dict[str, A
     except TaskConflict as exc:
         raise conflict(exc) from None
     return task_json(done.task)
+
+
+@router.post("/tasks/{task_id}/email-client", status_code=201, summary="Email the task's client")
+def email_client(task_id: int, body: ClientEmailBody, user: CurrentUser) -> dict[str, Any]:
+    """The required action of steps such as "Preparation of the technical solution"."""
+    with read_session() as session:
+        task = load_task(session, task_id)
+        if task.status not in ACTIVE_TASK_STATUSES:
+            raise conflict(TaskConflict(task_id, f"This task is already {task.status.value}."))
+        person = require_act(session, user, task)
+    try:
+        event = actions.email_client(task_id, actor=person.username, subject=body.subject, text=body.text)
+    except FormErrors as exc:
+        raise field_errors(exc.errors) from None
+    except TaskConflict as exc:
+        raise conflict(exc) from None
+    return {
+        "id": event.id,
+        "task_id": task_id,
+        "to": event.details["to"],
+        "subject": event.details["subject"],
+    }
 
 
 @router.post("/tasks/{task_id}/comments", status_code=201, summary="Comment on a task")

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse, Response
 
-from tempo import actions, links
+from tempo import actions, links, required_actions
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person
@@ -70,6 +70,7 @@ def _page(
         if not may_act(session, person, task):
             return _refuse(request, "This task is no longer assigned to you.", 403)
         view = task_view(session, task)
+        client_email = required_actions.client_email_view(session, task)
     return render(
         request,
         "act.html",
@@ -81,6 +82,8 @@ def _page(
             "errors": errors or {},
             "values": values or {},
             "csrf": csrf_token(f"link:{claims.username}", f"task:{task.id}"),
+            "client_email": client_email,
+            "client_email_action": f"/tempo/act/{token}/email-client",
         },
         status_code=status_code,
     )
@@ -126,6 +129,41 @@ async def act(request: Request, token: str) -> Response:
             request, "message.html", {"title": "Nothing left to do", "message": str(exc)}, status_code=409
         )
     return RedirectResponse(f"/tempo/act/{token}/done", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/act/{token}/email-client")
+async def email_client(request: Request, token: str) -> Response:
+    """The step's required action, for the person the link was made for (see ``required_actions``)."""
+    claims = _claims(request, token)
+    if isinstance(claims, Response):
+        return claims
+    data = await form_data(request)
+    with read_session() as session:
+        try:
+            task = get_task(session, claims.task_id)
+        except TaskNotFound:
+            return _refuse(request, "This task no longer exists.", 404)
+        if task.status in ACTIVE_TASK_STATUSES and not may_act(
+            session, session.get(Person, claims.username), task
+        ):
+            return _refuse(request, "This task is no longer assigned to you.", 403)
+    check_csrf(str(data.get("csrf") or ""), f"link:{claims.username}", f"task:{claims.task_id}")
+    values = {"client_subject": str(data.get("subject", "")), "client_text": str(data.get("text", ""))}
+    try:
+        actions.email_client(
+            claims.task_id,
+            actor=claims.username,
+            subject=values["client_subject"],
+            text=values["client_text"],
+        )
+    except FormErrors as exc:
+        errors = {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
+        return _page(request, token, claims, errors=errors, values=values, status_code=422)
+    except TaskConflict as exc:
+        return render(
+            request, "message.html", {"title": "Nothing left to do", "message": str(exc)}, status_code=409
+        )
+    return RedirectResponse(f"/tempo/act/{token}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/act/{token}/done")

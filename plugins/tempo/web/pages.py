@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, UploadFile, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from tempo import actions
+from tempo import actions, required_actions
 from tempo.attachments import AttachmentError, add_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
@@ -127,6 +127,7 @@ def _task_page(
         person = person_of(session, user)
         can_act = may_act(session, person, task)
         can_manage = may_manage(session, user, person, task)
+        client_email = required_actions.client_email_view(session, task)
     shape = airflow_data.run_shape(task.dag_id, task.run_id)
     downstream = [s for s in shape.steps if task.task_id in s.upstream]
     subject = user_name(user)
@@ -148,6 +149,8 @@ def _task_page(
             and task.claimed_by == person.username,
             "route_map": render_route_map(shape.steps, shape.states, highlight=task.task_id),
             "next_steps": downstream,
+            "client_email": client_email,
+            "client_email_action": f"/tempo/tasks/{task.id}/email-client",
             "csrf": csrf_token(subject, f"task:{task.id}"),
         },
         status_code=status_code,
@@ -163,6 +166,7 @@ def task_page(request: Request, task_id: int, user: CurrentUser, done: str | Non
         "commented": "Comment added.",
         "attached": "File attached.",
         "assigned": "The task was handed over.",
+        "emailed": "Your message to the client is on its way.",
     }
     return _task_page(request, user, task_id, notice=notices.get(done or ""))
 
@@ -262,6 +266,22 @@ async def delegate(request: Request, task_id: int, user: CurrentUser) -> Respons
 @router.post("/tasks/{task_id}/reassign")
 async def reassign(request: Request, task_id: int, user: CurrentUser) -> Response:
     return await _hand_over(request, task_id, user, "manage", "reassigned")
+
+
+@router.post("/tasks/{task_id}/email-client")
+async def email_client(request: Request, task_id: int, user: CurrentUser) -> Response:
+    data, person = await _simple_action(request, task_id, user, "act")
+    values = {"client_subject": str(data.get("subject", "")), "client_text": str(data.get("text", ""))}
+    try:
+        actions.email_client(
+            task_id, actor=person.username, subject=values["client_subject"], text=values["client_text"]
+        )
+    except FormErrors as exc:
+        errors = {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
+        return _task_page(request, user, task_id, errors=errors, values=values, status_code=422)
+    except TaskConflict as exc:
+        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"/tempo/tasks/{task_id}?done=emailed")
 
 
 @router.post("/tasks/{task_id}/comment")
