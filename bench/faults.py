@@ -131,8 +131,11 @@ def waiting_steps(stack: AirflowStack, run_ids: list[str]) -> list[Step]:
             )
         ).all()
     return sorted(
-        (Step(pk, run_id, index, title) for pk, run_id, index, title in tasks
-         if instances.get((run_id, index), ("",))[0] == "deferred"),
+        (
+            Step(pk, run_id, index, title)
+            for pk, run_id, index, title in tasks
+            if instances.get((run_id, index), ("",))[0] == "deferred"
+        ),
         key=lambda s: s.task_pk,
     )
 
@@ -201,6 +204,8 @@ class FaultResult:
     lost: int = 0
     woken_without_answer: int = 0
     retried: int = 0
+    max_tries: int = 0
+    resumed_while_down: int = 0
     duplicate_emails: int = 0
     duplicate_completions: int = 0
     down_s: float = 0.0
@@ -217,16 +222,18 @@ class FaultResult:
 
     def row(self) -> str:
         return (
-            f"| {self.component} | {self.waiting} | {self.completed} | {self.resumed} | {self.still_waiting} "
-            f"| {self.lost} | {self.wrong_answer} | {self.retried} | {self.duplicate_emails} "
+            f"| {self.component} | {self.waiting} | {self.completed} | {self.resumed_while_down} "
+            f"| {self.resumed} | {self.still_waiting} | {self.lost} | {self.wrong_answer} "
+            f"| {self.retried} (max try {self.max_tries}) | {self.duplicate_emails} "
             f"| {self.duplicate_completions} | {self.down_s:.0f} | {self.recover_s:.0f} |"
         )
 
 
 HEADER = (
-    "| killed | waiting | completed while down | resumed right | still waiting | lost | wrong answer "
-    "| ran twice (retry) | emails twice | completions twice | down s | restart -> all resumed s |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| killed | waiting | completed while down | resumed while down | resumed right | still waiting "
+    "| lost | wrong answer | ran again (retry) | emails twice | completions twice | down s "
+    "| restart -> all resumed s |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
@@ -243,10 +250,12 @@ def inject_fault(
     steps: list[Step],
     complete_count: int,
     mail: Any,
+    down_for: float = 20,
     timeout: float = 1800,
 ) -> FaultResult:
-    """Kill ``component``, complete ``complete_count`` of ``steps`` while it is down, restart it,
-    and count what resumed. ``steps`` must all be waiting."""
+    """Kill ``component``, complete ``complete_count`` of ``steps`` while it is down (and keep it
+    down at least ``down_for`` seconds), restart it, and count what resumed. ``steps`` must all be
+    waiting."""
     import signal
 
     run_ids = sorted({s.run_id for s in steps})
@@ -261,6 +270,11 @@ def inject_fault(
     log(f"killed {', '.join(names)}; completing {len(chosen)} steps through {live_server}")
     result.completions = complete_steps(stack, chosen, live_server)
     log(f"  completions: {result.completions}")
+    time.sleep(max(0.0, down_for - (time.monotonic() - killed_at)))
+    while_down = step_instances(stack, run_ids)
+    result.resumed_while_down = sum(
+        while_down.get((s.run_id, s.map_index), ("",))[0] == "success" for s in chosen
+    )
     for name in names:
         stack.restart(name)
     restarted_at = time.monotonic()
@@ -286,7 +300,12 @@ def inject_fault(
 
 
 def _count(
-    stack: AirflowStack, result: FaultResult, chosen: list[Step], others: list[Step], run_ids: list[str], mail: Any
+    stack: AirflowStack,
+    result: FaultResult,
+    chosen: list[Step],
+    others: list[Step],
+    run_ids: list[str],
+    mail: Any,
 ) -> None:
     from sqlalchemy import func, select
 
@@ -309,6 +328,7 @@ def _count(
             result.resumed += 1
         if tries > 1:
             result.retried += 1
+        result.max_tries = max(result.max_tries, tries)
     for step in others:
         state, tries = instances.get((step.run_id, step.map_index), ("none", 0))
         if state == "deferred":
@@ -318,9 +338,7 @@ def _count(
         if tries > 1:
             result.retried += 1
     subjects = collections.Counter(m.subject for m in list(mail.messages))
-    result.duplicate_emails = sum(
-        subjects[f"[Tempo] To do: {s.title}"] > 1 for s in [*chosen, *others]
-    )
+    result.duplicate_emails = sum(subjects[f"[Tempo] To do: {s.title}"] > 1 for s in [*chosen, *others])
     with read_session() as session:
         counts = session.execute(
             select(TaskEvent.task_id, func.count())
@@ -334,7 +352,12 @@ def _count(
 
 
 def scaled_out_stack(
-    home: Path, metadata_url: str, store_url: str, smtp_port: int, dags_folder: Path, extra_env: dict[str, str]
+    home: Path,
+    metadata_url: str,
+    store_url: str,
+    smtp_port: int,
+    dags_folder: Path,
+    extra_env: dict[str, str],
 ) -> AirflowStack:
     """Scheduler, dag-processor, two triggerers and two API servers on one PostgreSQL, started."""
     stack = AirflowStack(
@@ -353,16 +376,24 @@ def scaled_out_stack(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1000, help="steps waiting when a component is killed")
     parser.add_argument("--components", default="triggerer,scheduler,api-server")
     parser.add_argument("--runs", type=int, default=4, help="DAG runs the steps are spread over")
     parser.add_argument("--parallelism", default=SCALE_ENV["AIRFLOW__CORE__PARALLELISM"])
     parser.add_argument("--open-timeout", type=float, default=3600)
+    parser.add_argument("--down", type=float, default=20, help="seconds a killed component stays down")
     args = parser.parse_args()
+
+    import logging
 
     from tempo import mailcatcher
     from tests.pgcluster import start_cluster
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
+    logging.getLogger("tempo.mailcatcher").setLevel(logging.WARNING)
 
     home = Path(tempfile.mkdtemp(prefix="tempo-bench-faults-"))
     cluster = start_cluster()
@@ -379,7 +410,12 @@ def main() -> None:
     (dags / "bench_many_steps.py").symlink_to(BENCH_DAGS / "bench_many_steps.py")
     env = {**SCALE_ENV, "AIRFLOW__CORE__PARALLELISM": args.parallelism}
     stack = scaled_out_stack(
-        home / "airflow", cluster.url("airflow_bench", driver="psycopg2"), store_url, controller.port, dags, env
+        home / "airflow",
+        cluster.url("airflow_bench", driver="psycopg2"),
+        store_url,
+        controller.port,
+        dags,
+        env,
     )
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"topology: scheduler, dag-processor, 2 triggerers, 2 API servers, LocalExecutor; {env}")
@@ -399,7 +435,7 @@ def main() -> None:
                 current = wait_for_waiting(stack, run_ids, args.steps, args.open_timeout)
             steps = current[: args.steps]
             log(f"{component}: {len(steps)} steps waiting, load {os.getloadavg()[0]:.1f}")
-            result = inject_fault(stack, component, steps, len(steps) // 2, mail)
+            result = inject_fault(stack, component, steps, len(steps) // 2, mail, down_for=args.down)
             results.append(result)
             print(HEADER if number == 0 else "", end="\n" if number == 0 else "")
             print(result.row(), "ok" if result.ok else "NOT OK", flush=True)

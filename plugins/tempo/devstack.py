@@ -202,7 +202,9 @@ class AirflowStack:
 
     def add_triggerer(self, name: str) -> None:
         """One more triggerer on the same databases: triggers are shared out between them."""
-        self.start_component(name, ["triggerer", "--skip-serve-logs"], self.env(), self.home / "component-logs")
+        self.start_component(
+            name, ["triggerer", "--skip-serve-logs"], self.env(), self.home / "component-logs"
+        )
 
     def add_api_server(self, name: str) -> str:
         """One more API server on its own port, same databases and keys; returns its base URL."""
