@@ -163,18 +163,23 @@ def answer_for(step: Step) -> str:
     return f"ANS-{step.task_pk}"
 
 
+def store_only(number: int) -> bool:
+    """Whether the ``number``-th completion skips the wake (one in STORE_ONLY_EVERY)."""
+    return number % STORE_ONLY_EVERY == STORE_ONLY_EVERY - 1
+
+
 def complete_steps(stack: AirflowStack, steps: list[Step], server: str, workers: int = 8) -> dict[str, int]:
     """Complete ``steps`` as sandra: through ``server``'s web API, one in five only in the store."""
     from tempo.actions import complete
 
-    token = stack.token("sandra")
+    token = stack.token("sandra", server=server)
     base_url = stack.api_servers[server]
 
     def one(numbered: tuple[int, Step]) -> str:
         import httpx
 
         number, step = numbered
-        if number % STORE_ONLY_EVERY == STORE_ONLY_EVERY - 1:
+        if store_only(number):
             complete(step.task_pk, actor="sandra", answers={"answer": answer_for(step)}, wake=False)
             return "store only"
         response = httpx.post(
@@ -270,6 +275,15 @@ def inject_fault(
     log(f"killed {', '.join(names)}; completing {len(chosen)} steps through {live_server}")
     result.completions = complete_steps(stack, chosen, live_server)
     log(f"  completions: {result.completions}")
+    if component == "triggerer":
+        # No triggerer at all: the steps woken by the API server resume anyway.
+        woken = {(s.run_id, s.map_index) for n, s in enumerate(chosen) if not store_only(n)}
+        wait_until(
+            lambda: all(step_instances(stack, run_ids).get(k, ("",))[0] == "success" for k in woken),
+            timeout=timeout,
+            interval=1,
+            what="the woken steps to resume without a triggerer",
+        )
     time.sleep(max(0.0, down_for - (time.monotonic() - killed_at)))
     while_down = step_instances(stack, run_ids)
     result.resumed_while_down = sum(

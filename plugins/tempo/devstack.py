@@ -252,9 +252,12 @@ class AirflowStack:
 
     # --- REST API ----------------------------------------------------------------------------------
 
-    def token(self, username: str = "admin") -> str:
+    def token(self, username: str = "admin", server: str | None = None) -> str:
+        """A JWT for ``username`` from the API server named ``server`` (default: the first); every
+        API server accepts it, as they share the JWT secret."""
+        base_url = self.api_servers[server] if server else self.base_url
         response = httpx.post(
-            f"{self.base_url}/auth/token",
+            f"{base_url}/auth/token",
             json={"username": username, "password": self.passwords[username]},
             timeout=30,
         )
