@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench bench-faults system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: $(VENV)/.test system-deps
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/waiting.py
 	$(BIN)/python bench/reports.py
+
+# Kill each Airflow component while 1,000 steps wait (about 40 minutes on two busy cores).
+bench-faults: $(VENV)/.test system-deps
+	$(BIN)/python bench/faults.py --steps 1000
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache .mypy_cache
