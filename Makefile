@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: demo test lint bench route-maps system-deps clean
+.PHONY: demo test lint bench bench-faults route-maps system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench: $(VENV)/.test system-deps
 # chromium on a stack started for the purpose.
 route-maps: $(VENV)/.test system-deps
 	$(BIN)/python -m tests.e2e.shoot_route_maps
+
+# Kill each Airflow component while 1,000 steps wait (about 40 minutes on two busy cores).
+bench-faults: $(VENV)/.test system-deps
+	$(BIN)/python bench/faults.py --steps 1000
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache .mypy_cache

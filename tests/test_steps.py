@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -76,6 +77,18 @@ def test_human_step_is_declarative_and_retries_by_default():
     assert step.retries >= 1
     assert "title" in step.template_fields and "instructions" in step.template_fields
     assert step.assign_to == Role("customer_service")
+
+
+def test_a_mapped_human_step_keeps_the_retry_defaults():
+    """The scheduler decides on a mapped step's retry from ``partial()``'s arguments, not ``__init__``."""
+    from airflow.sdk import DAG
+
+    with DAG("mapped_retries", schedule=None):
+        single = HumanStep(task_id="single", title="t", assign_to="sandra")
+        mapped = HumanStep.partial(task_id="mapped", assign_to="sandra").expand(title=["a", "b"])
+    for step in (single, mapped):
+        assert (step.retries, step.retry_exponential_backoff) == (6, 2.0)
+        assert step.retry_delay == timedelta(seconds=1)
 
 
 def test_notify_step_needs_a_recipient():

@@ -85,6 +85,10 @@ class AirflowStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     components: tuple[str, ...] = COMPONENTS
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: the command line of every component started, by name, so that a killed one can be restarted
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    #: base URL of every API server by component name (``api-server`` serves ``base_url``)
+    api_servers: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
 
     def __post_init__(self) -> None:
@@ -192,11 +196,32 @@ class AirflowStack:
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer", "--skip-serve-logs"],
         }
+        if "api-server" in self.components:
+            self.api_servers["api-server"] = self.base_url
         env = self.env()
         for name in self.components:
             self.start_component(name, commands[name], env, logs)
 
+    def add_triggerer(self, name: str) -> None:
+        """One more triggerer on the same databases: triggers are shared out between them."""
+        self.start_component(
+            name, ["triggerer", "--skip-serve-logs"], self.env(), self.home / "component-logs"
+        )
+
+    def add_api_server(self, name: str) -> str:
+        """One more API server on its own port, same databases and keys; returns its base URL."""
+        port = free_port()
+        self.api_servers[name] = f"http://127.0.0.1:{port}"
+        args = ["api-server", "-H", "127.0.0.1", "-p", str(port), "-w", "1"]
+        self.start_component(name, args, self.env(), self.home / "component-logs")
+        return self.api_servers[name]
+
+    def restart(self, name: str) -> None:
+        """Start a killed (or stopped) component again with its original command line."""
+        self.start_component(name, self.commands[name], self.env(), self.home / "component-logs")
+
     def start_component(self, name: str, args: list[str], env: Mapping[str, str], logs: Path) -> None:
+        self.commands[name] = list(args)
         out = (logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
@@ -229,22 +254,29 @@ class AirflowStack:
 
     # --- REST API ----------------------------------------------------------------------------------
 
-    def token(self, username: str = "admin") -> str:
+    def token(self, username: str = "admin", server: str | None = None) -> str:
+        """A JWT for ``username`` from the API server named ``server`` (default: the first); every
+        API server accepts it, as they share the JWT secret."""
+        base_url = self.api_servers[server] if server else self.base_url
         response = httpx.post(
-            f"{self.base_url}/auth/token",
+            f"{base_url}/auth/token",
             json={"username": username, "password": self.passwords[username]},
             timeout=30,
         )
         response.raise_for_status()
         return str(response.json()["access_token"])
 
-    def api(self, method: str, path: str, *, user: str = "admin", **kwargs: Any) -> httpx.Response:
+    def api(
+        self, method: str, path: str, *, user: str = "admin", server: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Call ``path`` on the API server named ``server`` (default: the first) as ``user``."""
         if user == "admin" and self._token is None:
             self._token = self.token("admin")
         token = self._token if user == "admin" else self.token(user)
+        base_url = self.api_servers[server] if server else self.base_url
         return httpx.request(
             method,
-            f"{self.base_url}{path}",
+            f"{base_url}{path}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
             **kwargs,
@@ -269,6 +301,18 @@ class AirflowStack:
                 pass
             time.sleep(1)
         raise TimeoutError(f"Airflow not ready after {timeout}s; waiting for {sorted(pending)}")
+
+    def wait_api_server(self, name: str, timeout: float = 240) -> None:
+        """Until the API server ``name`` answers its health check."""
+
+        def healthy() -> bool:
+            self._check_alive()
+            try:
+                return httpx.get(f"{self.api_servers[name]}/api/v2/monitor/health", timeout=5).is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=timeout, interval=0.5, what=f"{name} to answer")
 
     def _triggerer_alive(self) -> bool:
         if "triggerer" not in self.processes:

@@ -1,4 +1,6 @@
-"""Real Airflow on PostgreSQL (Airflow's metadata and Tempo's store) with two triggerers."""
+"""Real Airflow on PostgreSQL (Airflow's metadata and Tempo's store), scaled out: two triggerers and
+two API servers share one scheduler, one dag-processor and the databases, so every test here runs
+the way a scaled-out deployment does."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.faults import BENCH_DAGS
 from tempo import mailcatcher
 from tempo.devstack import AirflowStack
 from tests.e2e.conftest import E2E_DAGS
@@ -35,7 +38,12 @@ def pg_stack(
     home = tmp_path_factory.mktemp("airflow-pg-home")
     dags = home / "dags"
     dags.mkdir()
-    (dags / "e2e_sla.py").symlink_to(E2E_DAGS / "e2e_sla.py")
+    for dag_file in (
+        E2E_DAGS / "e2e_sla.py",
+        E2E_DAGS / "e2e_quick_step.py",
+        BENCH_DAGS / "bench_many_steps.py",
+    ):
+        (dags / dag_file.name).symlink_to(dag_file)
     stack = AirflowStack(
         home=home,
         dags_folder=dags,
@@ -51,12 +59,11 @@ def pg_stack(
     saved = os.environ.get("AIRFLOW__TEMPO__SQL_ALCHEMY_CONN")
     os.environ["AIRFLOW__TEMPO__SQL_ALCHEMY_CONN"] = str(stack.store_url)
     stack.start()
-    # A second triggerer on the same databases: triggers are shared out between the two.
-    stack.start_component(
-        "triggerer-2", ["triggerer", "--skip-serve-logs"], stack.env(), home / "component-logs"
-    )
+    stack.add_triggerer("triggerer-2")
+    stack.add_api_server("api-server-2")
     try:
-        stack.wait_ready(["e2e_sla"])
+        stack.wait_ready(["e2e_sla", "e2e_quick_step", "bench_many_steps"])
+        stack.wait_api_server("api-server-2")
         yield stack
     finally:
         stack.stop()

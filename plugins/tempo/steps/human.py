@@ -37,6 +37,7 @@ _WAITING = ("open", "claimed")
 log = logging.getLogger(__name__)
 
 _OUTCOME_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+_RETRY_DELAY = timedelta(seconds=1)
 
 
 class StepCancelled(AirflowFailException):
@@ -88,10 +89,17 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         mail_template: str = "task_assigned",
         poll_interval: float | None = None,
         deferrable: bool = True,
+        retries: int | None = 6,
+        retry_delay: timedelta | float = _RETRY_DELAY,
+        retry_exponential_backoff: float = 2.0,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 3)
-        kwargs.setdefault("retry_delay", timedelta(seconds=1))
+        # Retry defaults live in the signature, where ``HumanStep.partial()`` finds them too: the
+        # scheduler decides on a mapped step's retry from them. They outlast the fast-resume race
+        # even on a loaded scheduler: about 1, 2, 4, 8, 16, 32 s apart.
+        kwargs.update(
+            retries=retries, retry_delay=retry_delay, retry_exponential_backoff=retry_exponential_backoff
+        )
         kwargs.setdefault("poke_interval", 30)
         kwargs.setdefault("timeout", timedelta(days=365).total_seconds())
         super().__init__(**kwargs)

@@ -46,7 +46,11 @@ def wake_step(task: Task) -> bool:
                     TaskInstance.map_index == task.map_index,
                     TaskInstance.state == TaskInstanceState.DEFERRED,
                 )
-                .with_for_update(skip_locked=True)
+                # Lock the task instance row only (its dag_run is joined eagerly) and wait for it: the
+                # scheduler holds dag_run rows while it schedules, and skipping a locked row would
+                # drop the wake until the trigger's next poll. Once the lock is ours, PostgreSQL
+                # re-checks the state: a step resumed meanwhile is no longer DEFERRED and not found.
+                .with_for_update(of=TaskInstance)
             )
             ti = session.scalar(query)
             if ti is None:
