@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from tempo.directory import get_person
 from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
@@ -75,7 +74,9 @@ def complete(
 def _attached_to(session: Session, task: Task, attachment_ids: list[int]) -> bool:
     """Whether every id names an attachment of the task's process (not someone else's file)."""
     found = session.scalars(
-        select(Attachment.id).where(Attachment.id.in_(attachment_ids), Attachment.process_id == task.process_id)
+        select(Attachment.id).where(
+            Attachment.id.in_(attachment_ids), Attachment.process_id == task.process_id
+        )
     ).all()
     return set(found) == set(attachment_ids)
 

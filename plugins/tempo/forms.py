@@ -18,8 +18,8 @@ from tempo.store.models import MAX_ID
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# Numbers, ids and dates are read in ASCII digits only: Python's int() and float() also take "٣" or
-# "３", which a person did not mean and the pages would show back unchanged.
+# Numbers, ids and dates are read in ASCII digits only: Python's int() and float() also take
+# Arabic-Indic or fullwidth digits, which a person did not mean and the pages would show back unchanged.
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
 _WHOLE = re.compile(r"\+?\d{1,12}", re.ASCII)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
