@@ -239,3 +239,31 @@ def record(test: str) -> None:
     if SUMMARY:
         with Path(SUMMARY).open("a") as out:
             out.write(json.dumps({"test": f"forms:{test}", "cases": CASES, "failures": 0}) + "\n")
+
+
+# What fuzzing found, each now a field error (a 500 or a wrong answer before).
+FOUND = [
+    ("text", "SO-123456\x00", "control characters"),  # PostgreSQL refuses NUL in text and JSON
+    ("text", "\ud800", "control characters"),  # a lone surrogate cannot be stored as UTF-8
+    ("email", "a\x00@b.cc", "email address"),
+    ("number", 10**400, "between"),  # float(10**400) overflowed
+    ("number", "1" * 400, "Enter a number."),
+    ("number_integer", "\u0663", "Enter a number."),  # int("٣") == 3
+    ("number", "\uff13", "Enter a number."),
+    ("date", "2026-02-03T10:00:00", "YYYY-MM-DD"),  # a datetime is not a day
+    ("date", dt.datetime(2026, 2, 3, 10, 0), "YYYY-MM-DD"),  # compared with a date: TypeError
+    ("date", "20260203", "YYYY-MM-DD"),
+    ("file", True, "Attach a file"),  # int(True) == 1
+    ("file", 1.5, "Attach a file"),
+    ("file", "\u00b2", "Attach a file"),  # "²".isdigit() but int("²") fails
+    ("file", 2**63, "Attach a file"),  # beyond the id column
+    ("file", {"id": 1}, "Attach a file"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"), FOUND, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(FOUND)]
+)
+def test_what_fuzzing_found_is_a_field_error(name, raw, message):
+    with pytest.raises(FieldError, match=message):
+        FIELDS[name].clean(raw)

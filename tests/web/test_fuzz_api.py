@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,3 +222,117 @@ def test_no_request_answers_5xx_and_no_refusal_changes_the_store(api_app, seeded
     # The fuzzing reached every operation, and got past validation somewhere.
     assert len(tally.operations) == len(list(schemathesis.openapi.from_asgi("/tempo/openapi.json", api_app)))
     assert any(200 <= status < 300 for status in tally.statuses)
+
+
+# --- what fuzzing found, through the web (each a 500 before, now a field error and no change) -----
+
+
+def test_ids_beyond_the_id_column_are_422(web, seeded):
+    from tests.web.conftest import auth
+
+    before = store_fingerprint()
+    for url in (
+        f"/tempo/api/v1/tasks/{2**63}",
+        f"/tempo/tasks/{2**31}",
+        f"/tempo/api/v1/attachments/{2**70}",
+    ):
+        response = web.get(url, headers=auth("sandra"))
+        assert response.status_code == 422, url
+    response = web.post(
+        f"/tempo/api/v1/tasks/{seeded.task_ids[1]}/claim",
+        json={"expected_version": 2**63},
+        headers=auth("sandra"),
+    )
+    assert response.status_code == 422 and "expected_version" in response.text
+    assert store_fingerprint() == before
+
+
+def test_nul_in_queries_bodies_and_forms_is_422(web, seeded):
+    from tests.web.conftest import auth
+
+    sandra = auth("sandra")
+    before = store_fingerprint()
+    inbox = web.get("/tempo/api/v1/tasks", params={"q": "a\x00b"}, headers=sandra)
+    assert inbox.status_code == 422 and inbox.json()["detail"]["errors"] == {"q": UNSAFE}
+    report = web.get("/tempo/reports/processes", params={"requester": "\x00"}, headers=sandra)
+    assert report.status_code == 422 and "requester" in report.text
+    task = seeded.task_ids[1]
+    comment = web.post(f"/tempo/api/v1/tasks/{task}/comments", json={"text": "hi\x00"}, headers=sandra)
+    assert comment.status_code == 422 and comment.json()["detail"]["errors"] == {"text": UNSAFE}
+    answer = web.post(
+        f"/tempo/api/v1/tasks/{task}/complete",
+        json={"answers": {**VALID_ANSWERS, "so_number": "SO-123456\x00"}, "outcome": "approve"},
+        headers=sandra,
+    )
+    assert answer.status_code == 422 and answer.json()["detail"]["errors"] == {"so_number": UNSAFE}
+    token = csrf_on(web, f"/tempo/tasks/{task}", sandra)
+    delegate = web.post(
+        f"/tempo/tasks/{task}/delegate", data={"csrf": token, "to": "helen\x00"}, headers=sandra
+    )
+    assert delegate.status_code == 422
+    assert store_fingerprint() == before
+
+
+def test_page_form_version_is_checked_and_not_taken_for_an_answer(web, seeded):
+    from tests.web.conftest import auth
+
+    sandra = auth("sandra")
+    task = seeded.task_ids[1]
+    page = web.get(f"/tempo/tasks/{task}", headers=sandra).text
+    token = csrf_on(web, f"/tempo/tasks/{task}", sandra)
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    before = store_fingerprint()
+    for bad in ("\u00b2", "1" * 30, "-1", "\u0663"):
+        data = {"csrf": token, "version": bad, "outcome": "approve", **VALID_ANSWERS}
+        response = web.post(f"/tempo/tasks/{task}/complete", data=data, headers=sandra)
+        assert response.status_code == 422, bad
+        assert "reload the page" in response.text
+    assert store_fingerprint() == before
+    # The page's own form, version included, completes the task.
+    data = {"csrf": token, "version": version, "outcome": "approve", **VALID_ANSWERS}
+    done = web.post(f"/tempo/tasks/{task}/complete", data=data, headers=sandra, follow_redirects=False)
+    assert done.status_code == 303
+
+
+def test_file_answers_must_be_attachments_of_the_task(web, seeded):
+    from tempo.attachments import add_attachment
+    from tests.web.conftest import auth
+
+    with write_session() as session:
+        elsewhere = make_task(session, title="Another process", assignee="sandra")
+    foreign = add_attachment(
+        elsewhere.id, actor="sandra", filename="x.txt", content_type="text/plain", data=b"x"
+    )
+    url = f"/tempo/api/v1/tasks/{seeded.task_ids[1]}/complete"
+    before = store_fingerprint()
+    for drawings in ([foreign.id], [999999], [True], ["1e3"]):
+        answers = {**VALID_ANSWERS, "drawings": drawings}
+        response = web.post(url, json={"answers": answers, "outcome": "approve"}, headers=auth("sandra"))
+        assert response.status_code == 422, drawings
+        assert set(response.json()["detail"]["errors"]) == {"drawings"}
+    assert store_fingerprint() == before
+    answers = {**VALID_ANSWERS, "drawings": [seeded.attachment_ids[0]]}
+    ok = web.post(url, json={"answers": answers, "outcome": "approve"}, headers=auth("sandra"))
+    assert ok.status_code == 200 and ok.json()["result"]["drawings"] == seeded.attachment_ids
+
+
+def test_report_dates_near_the_ends_of_the_calendar_are_422(web, seeded):
+    from tests.web.conftest import auth
+
+    for params in ({"to": "0001-01-01"}, {"from": "9999-12-31", "to": "9999-12-31"}):
+        response = web.get("/tempo/api/v1/reports/funnel", params=params, headers=auth("admin"))
+        assert response.status_code == 422 and set(response.json()["detail"]["errors"]) <= {"from", "to"}
+
+
+VALID_ANSWERS = {
+    "so_number": "SO-123456",
+    "quantity": "3",
+    "ship_on": "2026-02-03",
+    "priority": "high",
+    "urgent": "on",
+}
+UNSAFE = "Remove the control characters (such as NUL) from the text."
+
+
+def csrf_on(web, url, headers):
+    return re.search(r'name="csrf" value="([^"]+)"', web.get(url, headers=headers).text).group(1)
