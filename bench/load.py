@@ -3,7 +3,7 @@
 A real Airflow API server with Tempo (one uvicorn worker by default, as ``make demo`` runs it) on
 SQLite, then on PostgreSQL. ``--users`` people (each an Airflow user and a Tempo person) loop for
 ``--seconds``: open their next task's page (GET, CSRF token and version from the form), answer it
-(POST, expecting 303). Every 20th answer is sent twice at once, as a double click does: exactly one
+(POST, expecting 303). One answer in 20 is sent twice at once, as a double click does: exactly one
 must apply (303) and the other get 409. Afterwards the store must show every task answered exactly
 once by its person, and untouched tasks still open. Prints completions per second and latency
 percentiles (a completion = GET + POST), and the machine's load.
@@ -104,10 +104,16 @@ class Tally:
 
 
 async def person(
-    client: httpx.AsyncClient, user: str, token: str, task_ids: list[int], deadline: float, tally: Tally
+    client: httpx.AsyncClient,
+    ordinal: int,
+    user: str,
+    token: str,
+    task_ids: list[int],
+    deadline: float,
+    tally: Tally,
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    for task_id in task_ids:
+    for n, task_id in enumerate(task_ids):
         if time.monotonic() >= deadline:
             return
         started = time.monotonic()
@@ -124,7 +130,7 @@ async def person(
                 "so_number": f"SO-{task_id % 1000000:06d}",
             }
             url = f"/tempo/tasks/{task_id}/complete"
-            double = task_id % 20 == 0
+            double = (ordinal + n) % 20 == 0  # one answer in 20, spread over people and their turns
             if double:
                 answers = await asyncio.gather(
                     client.post(url, data=form, headers=headers), client.post(url, data=form, headers=headers)
@@ -158,7 +164,10 @@ async def drive(base_url: str, tokens: dict[str, str], tasks: dict[str, list[int
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=300) as client:
         deadline = time.monotonic() + seconds
         await asyncio.gather(
-            *(person(client, user, tokens[user], tasks[user], deadline, tally) for user in tokens)
+            *(
+                person(client, ordinal, user, tokens[user], tasks[user], deadline, tally)
+                for ordinal, user in enumerate(tokens)
+            )
         )
     return tally
 
