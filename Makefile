@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 
-.PHONY: demo test lint bench bench-faults route-maps system-deps clean
+.PHONY: demo test lint bench bench-faults route-maps fuzz load system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,24 @@ route-maps: $(VENV)/.test system-deps
 # Kill each Airflow component while 1,000 steps wait (about 40 minutes on two busy cores).
 bench-faults: $(VENV)/.test system-deps
 	$(BIN)/python bench/faults.py --steps 1000
+
+# Long fuzzing runs (the default suite runs the same tests with a few hundred cases): 10,000
+# requests against the JSON API and 10,000 examples per form-field test on SQLite, 2,000 API requests
+# on PostgreSQL. Prints one JSON line per test: cases, 5xx, store changed after a 4xx.
+FUZZ_CASES ?= 10000
+FUZZ_PG_CASES ?= 2000
+FUZZ_SUMMARY := $(CURDIR)/.fuzz-summary.jsonl
+fuzz: $(VENV)/.test system-deps
+	rm -f $(FUZZ_SUMMARY)
+	TEMPO_FUZZ_CASES=$(FUZZ_CASES) TEMPO_FUZZ_SUMMARY=$(FUZZ_SUMMARY) $(BIN)/pytest -q -p no:cacheprovider \
+		tests/test_forms_fuzz.py "tests/web/test_fuzz_api.py::test_no_request_answers_5xx_and_no_refusal_changes_the_store[sqlite]"
+	TEMPO_FUZZ_CASES=$(FUZZ_PG_CASES) TEMPO_FUZZ_SUMMARY=$(FUZZ_SUMMARY) $(BIN)/pytest -q -p no:cacheprovider \
+		"tests/web/test_fuzz_api.py::test_no_request_answers_5xx_and_no_refusal_changes_the_store[postgres]"
+	cat $(FUZZ_SUMMARY)
+
+# 200 people completing tasks through the web for 60 s, on SQLite and PostgreSQL.
+load: $(VENV)/.test system-deps
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache .mypy_cache

@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from tempo import required_actions
 from tempo.directory import get_person
-from tempo.forms import Form, FormErrors
+from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
 from tempo.store.engine import write_session
-from tempo.store.models import Task, TaskEvent, TaskStatus
+from tempo.store.models import Attachment, Task, TaskEvent, TaskStatus
 from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, transition
 
@@ -43,11 +46,15 @@ def complete(
     with write_session() as session:
         task = get_task(session, task_id)
         problems: dict[str, str] = {}
+        form = Form.from_schema(task.form_schema)
         try:
-            result = Form.from_schema(task.form_schema).validate(answers)
+            result = form.validate(answers)
         except FormErrors as exc:
             problems.update(exc.errors)
             result = {}
+        for name in form.file_fields():
+            if result.get(name) and not _attached_to(session, task, result[name]):
+                problems[name] = "Attach the file to this task first."
         if task.outcomes and outcome not in task.outcomes:
             problems["outcome"] = f"Choose one of: {', '.join(task.outcomes)}."
         elif not task.outcomes and outcome is not None:
@@ -67,6 +74,16 @@ def complete(
 
         woke = wake_step(done)
     return Completed(task=done, woke_step=woke)
+
+
+def _attached_to(session: Session, task: Task, attachment_ids: list[int]) -> bool:
+    """Whether every id names an attachment of the task's process (not someone else's file)."""
+    found = session.scalars(
+        select(Attachment.id).where(
+            Attachment.id.in_(attachment_ids), Attachment.process_id == task.process_id
+        )
+    ).all()
+    return set(found) == set(attachment_ids)
 
 
 def claim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
@@ -92,6 +109,8 @@ def unclaim(task_id: int, *, actor: str, expected_version: int | None = None) ->
 
 def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: int | None = None) -> Task:
     """Give the task to person ``to`` (``kind``: "delegated" by its holder, "reassigned" by a manager)."""
+    if has_unsafe_characters(to) or len(to) > 250:
+        raise FormErrors({"to": f"{to!r} is not in the directory."})
     with write_session() as session:
         if get_person(session, to) is None:
             raise FormErrors({"to": f"{to!r} is not in the directory."})
@@ -100,6 +119,8 @@ def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: in
 
 def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
     """Add a comment to the task's history (allowed while the task is open or after)."""
+    if has_unsafe_characters(text):
+        raise FormErrors({"text": UNSAFE_CHARACTERS_MESSAGE})
     text = text.strip()
     if not text:
         raise FormErrors({"text": "Write a comment first."})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,8 +65,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "previous_secret_keys",
         "",
-        "Comma-separated retired keys still accepted for signed links (key rotation).",
+        "Comma-separated retired keys (key rotation): they still verify links and forms signed before "
+        "`secret_key_rotated_at`, for `link_max_age` seconds after it; new links use `secret_key` only.",
         sensitive=True,
+    ),
+    Option(
+        "secret_key_rotated_at",
+        "",
+        "When `secret_key` replaced the `previous_secret_keys` (ISO 8601, e.g. `2026-12-01T18:00:00+00:00`). "
+        "Without it the retired keys verify nothing.",
     ),
     Option("link_max_age", "604800", "Seconds an emailed action link stays valid (default 7 days)."),
     Option("smtp_conn_id", "smtp_default", "Airflow connection used to deliver Tempo's email."),
@@ -140,6 +148,19 @@ def secret_key() -> str:
 
 def previous_secret_keys() -> list[str]:
     return [k.strip() for k in _get("previous_secret_keys", "").split(",") if k.strip()]
+
+
+def secret_key_rotated_at() -> datetime | None:
+    """When the current key replaced the retired ones; None when unset or not a timestamp (retired
+    keys then verify nothing: the grace period has no start)."""
+    raw = _get("secret_key_rotated_at", "")
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def link_max_age() -> int:

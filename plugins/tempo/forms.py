@@ -14,8 +14,29 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from tempo.store.models import MAX_ID
+
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Numbers, ids and dates are read in ASCII digits only: Python's int() and float() also take
+# Arabic-Indic or fullwidth digits, which a person did not mean and the pages would show back unchanged.
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
+_WHOLE = re.compile(r"\+?\d{1,12}", re.ASCII)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# NUL (which PostgreSQL refuses in text and JSON), other control characters but tab and line breaks,
+# and lone surrogates (which cannot be encoded to UTF-8 for the store).
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+#: Numbers beyond this lose whole units as floats (2**53); amounts this big are typing mistakes.
+NUMBER_LIMIT = 2**53
+
+
+def has_unsafe_characters(value: str) -> bool:
+    """True when ``value`` holds characters the store cannot keep (NUL, control characters, lone
+    surrogates)."""
+    return _UNSAFE_CHARACTERS.search(value) is not None
+
+
+UNSAFE_CHARACTERS_MESSAGE = "Remove the control characters (such as NUL) from the text."
 
 
 class FormErrors(ValueError):
@@ -82,6 +103,8 @@ class Text(Field):
     def convert(self, raw: Any) -> str:
         if not isinstance(raw, str):
             raise FieldError("Enter text.")
+        if has_unsafe_characters(raw):
+            raise FieldError(UNSAFE_CHARACTERS_MESSAGE)
         value = raw.strip()
         if self.min_length is not None and len(value) < self.min_length:
             raise FieldError(f"Enter at least {self.min_length} characters.")
@@ -109,14 +132,19 @@ class Number(Field):
     integer: bool = False
 
     def convert(self, raw: Any) -> int | float:
+        value: int | float
         if isinstance(raw, bool):
             raise FieldError("Enter a number.")
-        try:
-            value = float(raw) if not isinstance(raw, int | float) else raw
-        except (TypeError, ValueError):
-            raise FieldError("Enter a number.") from None
-        if not math.isfinite(value):
+        if isinstance(raw, int | float):
+            value = raw
+        elif isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
+            value = float(raw)
+        else:
             raise FieldError("Enter a number.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FieldError("Enter a number.")
+        if abs(value) > NUMBER_LIMIT:
+            raise FieldError(f"Enter a number between {-NUMBER_LIMIT} and {NUMBER_LIMIT}.")
         if self.integer:
             if float(value) != int(value):
                 raise FieldError("Enter a whole number.")
@@ -144,10 +172,16 @@ class Date(Field):
     latest: str | None = None
 
     def convert(self, raw: Any) -> str:
-        try:
-            value = raw if isinstance(raw, dt.date) else dt.date.fromisoformat(str(raw).strip())
-        except ValueError:
-            raise FieldError("Enter a date as YYYY-MM-DD.") from None
+        # A datetime is a date too for isinstance, but "2026-01-31T10:00" is not a day.
+        if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
+            value = raw
+        elif isinstance(raw, str) and _ISO_DATE.fullmatch(raw.strip()):
+            try:
+                value = dt.date.fromisoformat(raw.strip())
+            except ValueError:
+                raise FieldError("Enter a date as YYYY-MM-DD.") from None
+        else:
+            raise FieldError("Enter a date as YYYY-MM-DD.")
         if self.earliest and value < dt.date.fromisoformat(self.earliest):
             raise FieldError(f"Must be on or after {self.earliest}.")
         if self.latest and value > dt.date.fromisoformat(self.latest):
@@ -231,7 +265,12 @@ class Email(Field):
     kind: ClassVar[str] = "email"
 
     def convert(self, raw: Any) -> str:
-        if not isinstance(raw, str) or len(raw.strip()) > 320 or not _EMAIL.match(raw.strip()):
+        if (
+            not isinstance(raw, str)
+            or has_unsafe_characters(raw)
+            or len(raw.strip()) > 320
+            or not _EMAIL.match(raw.strip())
+        ):
             raise FieldError("Enter an email address such as name@example.com.")
         return raw.strip()
 
@@ -251,13 +290,24 @@ class File(Field):
 
     def convert(self, raw: Any) -> list[int]:
         values = raw if isinstance(raw, list) else [raw]
-        try:
-            ids = [int(v) for v in values]
-        except (TypeError, ValueError):
-            raise FieldError("Attach a file.") from None
+        ids = [self._attachment_id(v) for v in values]
         if not self.multiple and len(ids) > 1:
             raise FieldError("Attach one file only.")
         return ids
+
+    @staticmethod
+    def _attachment_id(value: Any) -> int:
+        # An attachment id: a whole number, or its digits as sent by a form; nothing else (no True,
+        # no 1.5, no "1e3").
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+            number = int(value)
+        else:
+            raise FieldError("Attach a file.")
+        if not 1 <= number <= MAX_ID:
+            raise FieldError("Attach a file.")
+        return number
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "array", "items": {"type": "integer"}}

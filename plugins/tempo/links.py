@@ -1,19 +1,29 @@
 """Signed action links for people who act from an email, with or without an Airflow login.
 
 A token names one task, one person and one purpose, is HMAC-signed with ``[tempo] secret_key``
-(itsdangerous), and expires after ``[tempo] link_max_age``. Retired keys listed in
-``[tempo] previous_secret_keys`` still verify, so keys can be rotated without breaking mail already
-sent. The token never changes anything by itself: opening a link shows a page, and only a POST with
-a CSRF token acts; once the task is closed the link is useless.
+(itsdangerous), and expires after ``[tempo] link_max_age``. The token never changes anything by
+itself: opening a link shows a page, and only a POST with a CSRF token acts; once the task is closed
+the link is useless.
+
+Key rotation: the new key goes into ``secret_key``, the old one into ``previous_secret_keys``, and the
+moment of the switch into ``secret_key_rotated_at``. New tokens are always signed with the current
+key. A retired key still verifies a token signed before the switch, for ``link_max_age`` after it
+(by then every link it signed has expired anyway); a token it signed later is refused, so a leaked
+old key cannot mint fresh links. Keys never appear in logs or error messages.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from tempo import config
+
+log = logging.getLogger(__name__)
 
 _SALT = "tempo.task-link.v1"
 #: "act": a person answers a task; "respond": a counterparty accepts or disputes a result.
@@ -38,21 +48,67 @@ class LinkClaims:
     purpose: str
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    # itsdangerous signs with the last key and verifies with any of them.
-    keys = [*reversed(config.previous_secret_keys()), config.secret_key()]
-    return URLSafeTimedSerializer(keys, salt=_SALT)
+def dumps_signed(data: Any, *, salt: str) -> str:
+    """``data`` signed with the current key only."""
+    return URLSafeTimedSerializer(config.secret_key(), salt=salt).dumps(data)
+
+
+def _retired_keys(now: datetime) -> tuple[list[str], datetime | None]:
+    """The retired keys still in their grace period, and the moment they were retired."""
+    retired = config.previous_secret_keys()
+    if not retired:
+        return [], None
+    rotated_at = config.secret_key_rotated_at()
+    if rotated_at is None:
+        log.warning(
+            "[tempo] previous_secret_keys are ignored: secret_key_rotated_at is not set to a timestamp"
+        )
+        return [], None
+    if now > rotated_at + timedelta(seconds=config.link_max_age()):
+        return [], rotated_at
+    return retired, rotated_at
+
+
+def loads_signed(token: str, *, salt: str, max_age: int) -> Any:
+    """The data of a token signed by the current key, or by a retired key within its grace period.
+
+    Raises ``SignatureExpired`` for a token older than ``max_age``, ``BadSignature`` otherwise.
+    """
+    try:
+        return URLSafeTimedSerializer(config.secret_key(), salt=salt).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise
+    except BadSignature as current_key_says_no:
+        now = datetime.now(UTC)
+        retired, rotated_at = _retired_keys(now)
+        for key in retired:
+            try:
+                data, signed_at = URLSafeTimedSerializer(key, salt=salt).loads(
+                    token, max_age=max_age, return_timestamp=True
+                )
+            except SignatureExpired:
+                raise
+            except BadSignature:
+                continue
+            assert rotated_at is not None
+            if signed_at > rotated_at:
+                # Signed with a retired key after it was retired: not one of ours.
+                break
+            return data
+        raise current_key_says_no from None
 
 
 def sign(task_id: int, username: str, purpose: str = "act") -> str:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
-    return _serializer().dumps({"t": int(task_id), "u": username, "p": purpose})
+    return dumps_signed({"t": int(task_id), "u": username, "p": purpose}, salt=_SALT)
 
 
 def verify(token: str, *, expected_purpose: str = "act", max_age: int | None = None) -> LinkClaims:
     try:
-        data = _serializer().loads(token, max_age=max_age if max_age is not None else config.link_max_age())
+        data = loads_signed(
+            token, salt=_SALT, max_age=max_age if max_age is not None else config.link_max_age()
+        )
     except SignatureExpired:
         raise LinkExpired("This link has expired.") from None
     except BadSignature:

@@ -135,6 +135,8 @@ class Period:
 
 
 MAX_PERIOD_DAYS = 3660
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(9998, 12, 31)
 
 
 def parse_period(first: str | None, last: str | None, today: date, default_days: int = 30) -> Period:
@@ -148,6 +150,10 @@ def parse_period(first: str | None, last: str | None, today: date, default_days:
                 parsed[name] = date.fromisoformat(value)
             except ValueError:
                 errors[name] = "Use a date like 2026-01-31."
+                continue
+            # Periods are computed a few days either side; near year 1 or 9999 that overflows.
+            if not EARLIEST_DAY <= parsed[name] <= LATEST_DAY:  # type: ignore[operator]
+                errors[name] = f"Use a date between {EARLIEST_DAY} and {LATEST_DAY}."
     if errors:
         raise ReportError(errors)
     end = parsed["to"] or today

@@ -54,6 +54,11 @@ class UtcDateTime(TypeDecorator[datetime]):
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
 
+#: The largest id (and version) a row can have: ids are INTEGER columns, 32-bit on PostgreSQL. Ids
+#: from outside are checked against it, so a bigger one is a field error rather than a driver error.
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -18,7 +18,7 @@ from tempo.store.models import (
     TaskEvent,
     utcnow,
 )
-from tempo.web.common import render
+from tempo.web.common import StoreId, render
 from tempo.web.security import CurrentUser, check_csrf, csrf_token, is_operator, require_read, user_name
 
 router = APIRouter(include_in_schema=False)
@@ -97,7 +97,7 @@ def outbox(request: Request, user: CurrentUser) -> Response:
 
 
 @router.post("/admin/outbox/{message_id}/retry")
-async def retry(request: Request, message_id: int, user: CurrentUser) -> Response:
+async def retry(request: Request, message_id: StoreId, user: CurrentUser) -> Response:
     _require_operator(user)
     form = await request.form()
     check_csrf(str(form.get("csrf") or ""), user_name(user), "outbox")

@@ -6,7 +6,7 @@ else already acted on answers 409.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, UploadFile, status
 from fastapi.responses import Response
@@ -16,10 +16,10 @@ from tempo import actions
 from tempo.attachments import AttachmentError, add_attachment, read_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process
+from tempo.store.models import ACTIVE_TASK_STATUSES, MAX_ID, Attachment, Process
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import load_task, parse_status_filter, person_inbox, task_json
+from tempo.web.common import StoreId, load_task, parse_status_filter, person_inbox, task_json
 from tempo.web.security import (
     CurrentUser,
     person_of,
@@ -30,6 +30,10 @@ from tempo.web.security import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["Tempo"])
+
+
+#: A task's version as a client saw it (bounded like every id: a bigger one is a 422, not a driver error).
+Version = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class _Body(BaseModel):
@@ -45,11 +49,11 @@ class StartBody(_Body):
 class CompleteBody(_Body):
     answers: dict[str, Any] = Field(default_factory=dict, description="form field -> value")
     outcome: str | None = None
-    expected_version: int | None = Field(default=None, description="reject if the task changed since")
+    expected_version: Version | None = Field(default=None, description="reject if the task changed since")
 
 
 class ClaimBody(_Body):
-    expected_version: int | None = None
+    expected_version: Version | None = None
 
 
 class ClientEmailBody(_Body):
@@ -99,7 +103,7 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", summary="One task")
-def get_one(task_id: int, user: CurrentUser) -> dict[str, Any]:
+def get_one(task_id: StoreId, user: CurrentUser) -> dict[str, Any]:
     with read_session() as session:
         task = load_task(session, task_id)
         require_read(user, task.dag_id)
@@ -107,7 +111,7 @@ def get_one(task_id: int, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.post("/tasks/{task_id}/claim", summary="Claim a queued task")
-def claim(task_id: int, body: ClaimBody, user: CurrentUser) -> dict[str, Any]:
+def claim(task_id: StoreId, body: ClaimBody, user: CurrentUser) -> dict[str, Any]:
     with read_session() as session:
         task = load_task(session, task_id)
         person = require_act(session, user, task)
@@ -120,7 +124,7 @@ def claim(task_id: int, body: ClaimBody, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.post("/tasks/{task_id}/complete", summary="Answer a task")
-def complete(task_id: int, body: CompleteBody, user: CurrentUser) -> dict[str, Any]:
+def complete(task_id: StoreId, body: CompleteBody, user: CurrentUser) -> dict[str, Any]:
     with read_session() as session:
         task = load_task(session, task_id)
         if task.status not in ACTIVE_TASK_STATUSES:
@@ -142,7 +146,7 @@ def complete(task_id: int, body: CompleteBody, user: CurrentUser) -> dict[str, A
 
 
 @router.post("/tasks/{task_id}/email-client", status_code=201, summary="Email the task's client")
-def email_client(task_id: int, body: ClientEmailBody, user: CurrentUser) -> dict[str, Any]:
+def email_client(task_id: StoreId, body: ClientEmailBody, user: CurrentUser) -> dict[str, Any]:
     """The required action of steps such as "Preparation of the technical solution"."""
     with read_session() as session:
         task = load_task(session, task_id)
@@ -164,7 +168,7 @@ def email_client(task_id: int, body: ClientEmailBody, user: CurrentUser) -> dict
 
 
 @router.post("/tasks/{task_id}/comments", status_code=201, summary="Comment on a task")
-def add_comment(task_id: int, body: CommentBody, user: CurrentUser) -> dict[str, Any]:
+def add_comment(task_id: StoreId, body: CommentBody, user: CurrentUser) -> dict[str, Any]:
     with read_session() as session:
         task = load_task(session, task_id)
         require(user, "PUT", "HITL_DETAIL", task.dag_id)
@@ -179,7 +183,7 @@ def add_comment(task_id: int, body: CommentBody, user: CurrentUser) -> dict[str,
 
 
 @router.post("/tasks/{task_id}/attachments", status_code=201, summary="Attach a file to a task")
-async def upload(task_id: int, file: UploadFile, user: CurrentUser) -> dict[str, Any]:
+async def upload(task_id: StoreId, file: UploadFile, user: CurrentUser) -> dict[str, Any]:
     with read_session() as session:
         task = load_task(session, task_id)
         person = require_act(session, user, task)
@@ -198,7 +202,7 @@ async def upload(task_id: int, file: UploadFile, user: CurrentUser) -> dict[str,
 
 
 @router.get("/attachments/{attachment_id}", summary="Download an attachment", response_class=Response)
-def download(attachment_id: int, user: CurrentUser) -> Response:
+def download(attachment_id: StoreId, user: CurrentUser) -> Response:
     with read_session() as session:
         attachment = session.get(Attachment, attachment_id)
         if attachment is None:

@@ -4,19 +4,30 @@ context, turning store and form errors into HTTP answers."""
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import HTTPException, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tempo import config, directory
-from tempo.forms import Form
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Person, Process, Task, TaskEvent, TaskStatus
+from tempo.forms import Form, FormErrors
+from tempo.store.models import (
+    ACTIVE_TASK_STATUSES,
+    MAX_ID,
+    Attachment,
+    Person,
+    Process,
+    Task,
+    TaskEvent,
+    TaskStatus,
+)
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
 
 #: Never leak the page (and the signed token in its URL) to other sites.
@@ -28,6 +39,26 @@ SECURITY_HEADERS = {
     "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
     "Cache-Control": "no-store",
 }
+
+
+#: An id of a store row in a URL: a bigger one than any row can have is a 422, not a driver error.
+StoreId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+
+_VERSION = re.compile(r"\d{1,10}", re.ASCII)
+
+
+def posted_version(data: dict[str, Any]) -> int | None:
+    """The task version a page's form was rendered with (its hidden ``version`` field), if sent.
+
+    Raises ``FormErrors`` for anything but ASCII digits within the id range: ``str.isdigit`` also
+    takes "²", which ``int`` then refuses.
+    """
+    raw = data.get("version")
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not _VERSION.fullmatch(raw) or int(raw) > MAX_ID:
+        raise FormErrors({"_form": "The form was damaged on its way; reload the page and answer again."})
+    return int(raw)
 
 
 @functools.cache

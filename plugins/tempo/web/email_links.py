@@ -18,7 +18,7 @@ from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person
 from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
-from tempo.web.common import form_data, render, task_view
+from tempo.web.common import form_data, posted_version, render, task_view
 from tempo.web.security import check_csrf, csrf_token, may_act
 
 router = APIRouter(include_in_schema=False)
@@ -120,7 +120,7 @@ async def act(request: Request, token: str) -> Response:
             actor=claims.username,
             answers=answers,
             outcome=str(data.get("outcome") or "") or None,
-            expected_version=int(data["version"]) if str(data.get("version", "")).isdigit() else None,
+            expected_version=posted_version(data),
         )
     except FormErrors as exc:
         return _page(request, token, claims, errors=exc.errors, values=answers, status_code=422)

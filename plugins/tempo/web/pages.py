@@ -21,7 +21,16 @@ from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Process, TaskStatus, utcnow
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import form_data, load_task, parse_status_filter, person_inbox, render, task_view
+from tempo.web.common import (
+    StoreId,
+    form_data,
+    load_task,
+    parse_status_filter,
+    person_inbox,
+    posted_version,
+    render,
+    task_view,
+)
 from tempo.web.routemap import render_route_map
 from tempo.web.security import (
     CurrentUser,
@@ -38,7 +47,8 @@ from tempo.web.security import (
 
 router = APIRouter(include_in_schema=False)
 
-_NON_FIELDS = {"csrf", "outcome"}
+# Posted with every answer but not answers themselves: the page's form sends its task version too.
+_NON_FIELDS = {"csrf", "outcome", "version"}
 
 
 def _see(url: str) -> RedirectResponse:
@@ -158,7 +168,7 @@ def _task_page(
 
 
 @router.get("/tasks/{task_id}")
-def task_page(request: Request, task_id: int, user: CurrentUser, done: str | None = None) -> Response:
+def task_page(request: Request, task_id: StoreId, user: CurrentUser, done: str | None = None) -> Response:
     notices = {
         "completed": "Thank you: your answer is recorded.",
         "claimed": "The task is yours now.",
@@ -172,7 +182,7 @@ def task_page(request: Request, task_id: int, user: CurrentUser, done: str | Non
 
 
 @router.post("/tasks/{task_id}/complete")
-async def complete(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def complete(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     data = await form_data(request)
     check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
     with read_session() as session:
@@ -193,7 +203,7 @@ async def complete(request: Request, task_id: int, user: CurrentUser) -> Respons
             actor=person.username,
             answers=answers,
             outcome=data.get("outcome") or None,
-            expected_version=int(data["version"]) if str(data.get("version", "")).isdigit() else None,
+            expected_version=posted_version(data),
         )
     except FormErrors as exc:
         return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
@@ -225,7 +235,7 @@ async def _simple_action(
 
 
 @router.post("/tasks/{task_id}/claim")
-async def claim(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def claim(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     _, person = await _simple_action(request, task_id, user, "act")
     try:
         actions.claim(task_id, actor=person.username)
@@ -235,7 +245,7 @@ async def claim(request: Request, task_id: int, user: CurrentUser) -> Response:
 
 
 @router.post("/tasks/{task_id}/unclaim")
-async def unclaim(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def unclaim(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     _, person = await _simple_action(request, task_id, user, "holder")
     try:
         actions.unclaim(task_id, actor=person.username)
@@ -259,12 +269,12 @@ async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, ki
 
 
 @router.post("/tasks/{task_id}/delegate")
-async def delegate(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def delegate(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     return await _hand_over(request, task_id, user, "act", "delegated")
 
 
 @router.post("/tasks/{task_id}/reassign")
-async def reassign(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def reassign(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     return await _hand_over(request, task_id, user, "manage", "reassigned")
 
 
@@ -285,7 +295,7 @@ async def email_client(request: Request, task_id: int, user: CurrentUser) -> Res
 
 
 @router.post("/tasks/{task_id}/comment")
-async def comment(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def comment(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     data, person = await _simple_action(request, task_id, user, "read")
     try:
         actions.comment(task_id, actor=person.username, text=str(data.get("text", "")))
@@ -295,7 +305,7 @@ async def comment(request: Request, task_id: int, user: CurrentUser) -> Response
 
 
 @router.post("/tasks/{task_id}/attachments")
-async def attach(request: Request, task_id: int, user: CurrentUser) -> Response:
+async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
     form = await request.form()
     check_csrf(str(form.get("csrf") or ""), user_name(user), f"task:{task_id}")
     upload = form.get("file")
@@ -319,7 +329,7 @@ async def attach(request: Request, task_id: int, user: CurrentUser) -> Response:
 
 
 @router.get("/processes/{process_id}")
-def process_page(request: Request, process_id: int, user: CurrentUser) -> Response:
+def process_page(request: Request, process_id: StoreId, user: CurrentUser) -> Response:
     from tempo.store.models import Task, TaskEvent
 
     with read_session() as session:

@@ -16,10 +16,10 @@ from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import HTTPException, status
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
-from tempo import config, directory
+from tempo import directory, links
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person, Task, TaskStatus
 
 CSRF_MAX_AGE = 12 * 3600
@@ -117,18 +117,16 @@ def require_act(session: Session, user: Any, task: Task) -> Person:
 # --- CSRF ------------------------------------------------------------------------------------------
 
 
-def _csrf_serializer() -> URLSafeTimedSerializer:
-    keys = [*reversed(config.previous_secret_keys()), config.secret_key()]
-    return URLSafeTimedSerializer(keys, salt="tempo.csrf.v1")
+_CSRF_SALT = "tempo.csrf.v1"
 
 
 def csrf_token(subject: str, purpose: str) -> str:
-    return _csrf_serializer().dumps({"s": subject, "p": purpose})
+    return links.dumps_signed({"s": subject, "p": purpose}, salt=_CSRF_SALT)
 
 
 def check_csrf(token: str | None, subject: str, purpose: str) -> None:
     try:
-        data = _csrf_serializer().loads(token or "", max_age=CSRF_MAX_AGE)
+        data = links.loads_signed(token or "", salt=_CSRF_SALT, max_age=CSRF_MAX_AGE)
     except BadSignature:
         raise HTTPException(status.HTTP_403_FORBIDDEN, _CSRF_MESSAGE) from None
     if data != {"s": subject, "p": purpose}:
