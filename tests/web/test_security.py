@@ -28,6 +28,7 @@ from tests.conftest import REPO
 from tests.factories import make_process, make_task
 from tests.fingerprint import store_fingerprint
 from tests.web.conftest import auth
+from tests.web.test_public import REVIEW_FORM
 from tests.web.test_routes import SO_FORM
 
 PREFIX = "/tempo"
@@ -53,6 +54,13 @@ PUBLIC = {
     ("GET", "/tempo/act/{token}"): "emailed link: the signed token is the credential",
     ("POST", "/tempo/act/{token}"): "emailed link: signed token and CSRF token",
     ("GET", "/tempo/act/{token}/done"): "emailed link: the signed token is the credential",
+    ("POST", "/tempo/act/{token}/email-client"): "emailed link: signed token and CSRF token",
+    ("GET", "/tempo/request"): "public request page: counterparties have no login",
+    ("GET", "/tempo/request/{type_code}"): "public request page: counterparties have no login",
+    ("POST", "/tempo/request/{type_code}"): "public request form: CSRF token, validated, rate limited",
+    ("GET", "/tempo/requests/{token}"): "a request's status: the signed status token is the credential",
+    ("GET", "/tempo/respond/{token}"): "emailed result link: the signed token is the credential",
+    ("POST", "/tempo/respond/{token}"): "emailed result link: signed token and CSRF token",
 }
 ROUTES = app_routes()
 LOGGED_IN = [r for r in ROUTES if r not in PUBLIC]
@@ -92,10 +100,23 @@ def rows(web):
         )
         session.flush()
         message_id = message.id
+        review = make_task(
+            session,
+            make_process(
+                session, dag_id="customer_request", template="customer_request", counterparty_code="GLOBEX"
+            ),
+            dag_id="customer_request",
+            task_id="counterparty_review",
+            form_schema=REVIEW_FORM,
+            outcomes=["accept", "dispute"],
+            assignee="counterparty:GLOBEX",
+        )
     attachment = add_attachment(
         task.id, actor="sandra", filename="a.txt", content_type="text/plain", data=b"a"
     )
     return {
+        "review_token": links.respond_link(review.id, "GLOBEX").rsplit("/", 1)[1],
+        "type_code": "warranty_claim",
         "task_id": task.id,
         "process_id": process.id,
         "attachment_id": attachment.id,
@@ -106,13 +127,17 @@ def rows(web):
 
 
 def send(web, method, path, rows, headers=None, data=None):
-    url = path.format(**rows)
+    token = rows["review_token"] if path.startswith("/tempo/respond/") else rows["token"]
+    url = path.format(**{**rows, "token": token})
     if method == "GET":
         return web.get(url, headers=headers, follow_redirects=False)
     if path.startswith("/tempo/api/") and path.endswith("/attachments"):
         return web.post(url, files={"file": ("a.txt", b"abc")}, headers=headers)
     if path.startswith("/tempo/api/"):
-        body = {"text": "hi"} if path.endswith("/comments") else {}
+        body = {
+            "/comments": {"text": "hi"},
+            "/email-client": {"subject": "Your offer", "text": "hi"},
+        }.get(path[path.rindex("/") :], {})
         return web.post(url, json=body, headers=headers, follow_redirects=False)
     return web.post(url, data=data or {"csrf": "x"}, headers=headers, follow_redirects=False)
 
@@ -135,7 +160,15 @@ def test_state_changing_form_needs_its_own_csrf_token(web, rows, method, path):
     other = links.dumps_signed({"s": user, "p": "task:999999"}, salt="tempo.csrf.v1")
     before = store_fingerprint()
     for token in (None, "", "forged", other):
-        data = {"to": "helen", "text": "hi", "so_number": "SO-123456", "rma_number": "RMA-1234"}
+        data = {
+            "to": "helen",
+            "text": "hi",
+            "so_number": "SO-123456",
+            "rma_number": "RMA-1234",
+            "outcome": "accept",
+            "subject": "Valve leaks",
+            "email": "buyer@globex.example",
+        }
         if token is not None:
             data["csrf"] = token
         response = send(web, method, path, rows, headers=headers, data=data)
