@@ -110,7 +110,10 @@ with process(
         "from {{ params.counterparty_name }}: {{ params.subject }}",
         instructions="{{ params.description }}",
         assign_to=CounterpartyResponsible(),
-        form=Form(note=Text(label="Note", required=False, multiline=True, max_length=2000)),
+        # The note is the counterparty's to read: on its status page, and in the email if cancelled.
+        form=Form(
+            note=Text(label="Note for the counterparty", required=False, multiline=True, max_length=2000)
+        ),
         outcomes=["take", "cancel"],
         branches={"take": "start_work", "cancel": "cancel_request"},
         sla=SLA(due=timedelta(hours=8), remind_before=timedelta(hours=2)),

@@ -291,8 +291,10 @@ def request_status(request: Request, token: str) -> Response:
             "process": process,
             "data": process.data or {},
             "stage": STAGES.get(process.stage, process.stage),
-            "stages": [(e.at, STAGES.get(e.details.get("to"), e.details.get("to"))) for e in stages],
-            "stage_names": STAGES,
+            "stages": [
+                (e.at, STAGES.get(e.details.get("to"), e.details.get("to")), e.details.get("note") or "")
+                for e in stages
+            ],
             "type_name": type_name,
             "files": files,
             "respond": links.respond_link(waiting.id, process.counterparty_code or "").removeprefix(
