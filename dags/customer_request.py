@@ -73,10 +73,14 @@ with process(
             request_type = catalog.request_type(params["request_type"])
         except KeyError:
             raise AirflowFailException(f"unknown request type {params.get('request_type')!r}") from None
-        try:
-            type_params = request_type.form().validate(conf.get("request_params") or {})
-        except ValueError as exc:  # the fields' messages, one per field
-            raise AirflowFailException(f"the request's {request_type.name} fields: {exc}") from None
+        type_params: dict = {}
+        # The public page always sends the type's fields, checked; staff registering a request from
+        # Tempo's start form (a phone call, say) may not know them yet, and the specialist asks.
+        if "request_params" in conf:
+            try:
+                type_params = request_type.form().validate(conf["request_params"] or {})
+            except ValueError as exc:  # the fields' messages, one per field
+                raise AirflowFailException(f"the request's {request_type.name} fields: {exc}") from None
         who = identify_counterparty(
             name=params["counterparty_name"],
             email=params["counterparty_email"],
