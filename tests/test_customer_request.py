@@ -93,3 +93,28 @@ def test_silence_is_acceptance_and_closes_the_request(store, template, monkeypat
     accepted.python_callable(answer)
     with read_session() as session:
         assert session.get_one(Process, process.id).data["result_accepted_by"] == "silence"
+
+
+@pytest.mark.parametrize(
+    ("change", "conf", "message"),
+    [
+        ({"request_type": "parcel_lost"}, {}, "unknown request type 'parcel_lost'"),
+        ({}, {"request_params": {"serial_number": "1"}}, "serial_number: Use the form SN-123456."),
+        ({}, {"request_params": {"serial_number": "SN-123456", "colour": "red"}}, "colour: Unknown field."),
+    ],
+    ids=["unknown-type", "bad-field", "unknown-field"],
+)
+def test_registration_refuses_what_the_catalog_does_not_allow(template, change, conf, message):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    params = {
+        "counterparty_name": "Initech",
+        "counterparty_email": "desk@initech.example",
+        "request_type": "warranty_claim",
+        "subject": "S",
+        "description": "D",
+        **change,
+    }
+    register = template.dag.get_task("register")
+    with pytest.raises(AirflowFailException, match=message):
+        register.python_callable(params=params, dag_run=SimpleNamespace(conf=conf))

@@ -164,18 +164,22 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
 
 
 def test_a_known_counterparty_registered_by_staff_and_cancelled(airflow_stack, mail):
-    run_id = airflow_stack.trigger(
-        "customer_request",
-        {
-            "counterparty_name": "Globex",
-            "counterparty_email": "Buyers@Globex.example",
-            "request_type": "delivery_problem",
-            "subject": "Order PO-7788 late",
-            "description": "Sent twice by mistake.",
-            "request_params": {"order_number": "PO-7788", "problem": "late"},
-        },
-        user="sandra",
+    # Sandra takes a call from Globex and registers it on Tempo's start form (through its API).
+    conf = {
+        "counterparty_name": "Globex",
+        "counterparty_email": "Buyers@Globex.example",
+        "request_type": "parcel_lost",
+        "subject": "Order PO-7788 late",
+        "description": "Sent twice by mistake.",
+    }
+    start = "/tempo/api/v1/processes/customer_request"
+    refused = airflow_stack.api("POST", start, user="sandra", json={"conf": conf})
+    assert refused.status_code == 422 and set(refused.json()["detail"]["errors"]) == {"request_type"}
+    started = airflow_stack.api(
+        "POST", start, user="sandra", json={"conf": {**conf, "request_type": "delivery_problem"}}
     )
+    assert started.status_code == 201, started.text
+    run_id = started.json()["run_id"]
     take = wait_until(lambda: open_task(run_id, "take_request"), timeout=120, what="the specialist's task")
     # Globex's card from the directory, found by its address in any case: its own specialist; the
     # card never had a request, so this is its first.
@@ -191,6 +195,7 @@ def test_a_known_counterparty_registered_by_staff_and_cancelled(airflow_stack, m
         "cancelled",
         True,
     )
+    assert process.requester == "sandra" and process.data["request_params"] == {}
     told = wait_until(
         lambda: mail_to(mail, "buyers@globex.example", "was cancelled"), what="the cancellation"
     )
