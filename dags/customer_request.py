@@ -194,6 +194,7 @@ with process(
         "{{ ti.xcom_pull(task_ids='counterparty_review')['form']['claim'] or '(no text)' }}",
         assign_to=HeadOfUnit(CounterpartyResponsible()),
         mail_template="customer_request_claim",
+        mail_attachments=True,  # the claim's files (and the request's) travel with the email
         form=Form(
             decision=Choice(label="Final decision", catalog="decisions"),
             explanation=Text(label="Explanation for the counterparty", multiline=True, max_length=5000),

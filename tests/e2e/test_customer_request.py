@@ -123,6 +123,8 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
     escalation = wait_until(lambda: mail_to(mail, "helen@example.com", "Disputed: Pump P-20"), what="claim")
     claim_text = escalation[0].body("plain")
     assert "The pump was never repaired." in claim_text and "leak-photo.jpg" in claim_text
+    attached = {part.get_filename(): part.get_content() for part in escalation[0].message.iter_attachments()}
+    assert attached == {"nameplate.jpg": b"\xff\xd8 nameplate", "leak-photo.jpg": b"\xff\xd8 leak"}
     with read_session() as session:
         claim_file = session.scalars(
             select(Attachment).where(

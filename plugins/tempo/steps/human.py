@@ -64,6 +64,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         are skipped. Without it every downstream task runs.
     :param sla: due date, reminders and escalations (``tempo.SLA``).
     :param mail_template: template in ``include/templates/mail`` for the assignment email.
+    :param mail_attachments: send the process's files with the assignment email (a claim to review).
     :param poll_interval: seconds between store checks while waiting (default ``[tempo] poll_interval``).
     """
 
@@ -82,6 +83,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         branches: Mapping[str, str | Sequence[str]] | None = None,
         sla: SLA | None = None,
         mail_template: str = "task_assigned",
+        mail_attachments: bool = False,
         poll_interval: float | None = None,
         deferrable: bool = True,
         **kwargs: Any,
@@ -111,6 +113,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
             raise ValueError(f"{self.task_id}: branches must name a path for every outcome")
         self.sla = sla
         self.mail_template = mail_template
+        self.mail_attachments = mail_attachments
         self.poll_interval = poll_interval
         self.deferrable = deferrable
 
