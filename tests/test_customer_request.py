@@ -120,6 +120,7 @@ def test_registration_refuses_what_the_catalog_does_not_allow(template, change, 
         register.python_callable(params=params, dag_run=SimpleNamespace(conf=conf))
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # mail, not the store, is tested
 def test_the_claim_travels_with_the_head_of_units_email(store, monkeypatch):
     """Files attached to a message are read from storage at delivery and sent over real SMTP; those
     beyond the size cap stay behind (the email links to every file)."""
