@@ -73,10 +73,14 @@ with process(
             request_type = catalog.request_type(params["request_type"])
         except KeyError:
             raise AirflowFailException(f"unknown request type {params.get('request_type')!r}") from None
-        try:
-            type_params = request_type.form().validate(conf.get("request_params") or {})
-        except ValueError as exc:  # the fields' messages, one per field
-            raise AirflowFailException(f"the request's {request_type.name} fields: {exc}") from None
+        type_params: dict = {}
+        # The public page always sends the type's fields, checked; staff registering a request from
+        # Tempo's start form (a phone call, say) may not know them yet, and the specialist asks.
+        if "request_params" in conf:
+            try:
+                type_params = request_type.form().validate(conf["request_params"] or {})
+            except ValueError as exc:  # the fields' messages, one per field
+                raise AirflowFailException(f"the request's {request_type.name} fields: {exc}") from None
         who = identify_counterparty(
             name=params["counterparty_name"],
             email=params["counterparty_email"],
@@ -110,7 +114,10 @@ with process(
         "from {{ params.counterparty_name }}: {{ params.subject }}",
         instructions="{{ params.description }}",
         assign_to=CounterpartyResponsible(),
-        form=Form(note=Text(label="Note", required=False, multiline=True, max_length=2000)),
+        # The note is the counterparty's to read: on its status page, and in the email if cancelled.
+        form=Form(
+            note=Text(label="Note for the counterparty", required=False, multiline=True, max_length=2000)
+        ),
         outcomes=["take", "cancel"],
         branches={"take": "start_work", "cancel": "cancel_request"},
         sla=SLA(due=timedelta(hours=8), remind_before=timedelta(hours=2)),
@@ -187,6 +194,7 @@ with process(
         "{{ ti.xcom_pull(task_ids='counterparty_review')['form']['claim'] or '(no text)' }}",
         assign_to=HeadOfUnit(CounterpartyResponsible()),
         mail_template="customer_request_claim",
+        mail_attachments=True,  # the claim's files (and the request's) travel with the email
         form=Form(
             decision=Choice(label="Final decision", catalog="decisions"),
             explanation=Text(label="Explanation for the counterparty", multiline=True, max_length=5000),

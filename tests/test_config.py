@@ -40,11 +40,13 @@ def test_templates_folder_does_not_depend_on_the_working_directory(monkeypatch, 
     assert (Path(config.templates_folder()) / "mail" / "task_assigned.j2").is_file()
 
 
-def test_airflows_lower_case_utc_gives_a_working_calendar(monkeypatch):
-    """Airflow's default ``default_timezone`` is "utc", which tzdata does not know; it means UTC."""
+@pytest.mark.parametrize("airflow_default", ["utc", "UTC", ""], ids=["lower", "upper", "unset"])
+def test_timezone_is_a_name_zoneinfo_knows(monkeypatch, airflow_default):
+    from zoneinfo import ZoneInfo
+
     monkeypatch.delenv("AIRFLOW__TEMPO__TIMEZONE", raising=False)
-    monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TIMEZONE", "utc")
+    monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TIMEZONE", airflow_default)
     assert config.timezone() == "UTC"
-    assert config.default_calendar().timezone == "UTC"
+    assert ZoneInfo(config.timezone()) is not None
     monkeypatch.setenv("AIRFLOW__TEMPO__TIMEZONE", "Europe/Amsterdam")
-    assert config.default_calendar().timezone == "Europe/Amsterdam"
+    assert config.timezone() == "Europe/Amsterdam"

@@ -93,3 +93,74 @@ def test_silence_is_acceptance_and_closes_the_request(store, template, monkeypat
     accepted.python_callable(answer)
     with read_session() as session:
         assert session.get_one(Process, process.id).data["result_accepted_by"] == "silence"
+
+
+@pytest.mark.parametrize(
+    ("change", "conf", "message"),
+    [
+        ({"request_type": "parcel_lost"}, {}, "unknown request type 'parcel_lost'"),
+        ({}, {"request_params": {"serial_number": "1"}}, "serial_number: Use the form SN-123456."),
+        ({}, {"request_params": {"serial_number": "SN-123456", "colour": "red"}}, "colour: Unknown field."),
+    ],
+    ids=["unknown-type", "bad-field", "unknown-field"],
+)
+def test_registration_refuses_what_the_catalog_does_not_allow(template, change, conf, message):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    params = {
+        "counterparty_name": "Initech",
+        "counterparty_email": "desk@initech.example",
+        "request_type": "warranty_claim",
+        "subject": "S",
+        "description": "D",
+        **change,
+    }
+    register = template.dag.get_task("register")
+    with pytest.raises(AirflowFailException, match=message):
+        register.python_callable(params=params, dag_run=SimpleNamespace(conf=conf))
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # mail, not the store, is tested
+def test_the_claim_travels_with_the_head_of_units_email(store, monkeypatch):
+    """Files attached to a message are read from storage at delivery and sent over real SMTP; those
+    beyond the size cap stay behind (the email links to every file)."""
+    from tempo import mailcatcher
+    from tempo.attachments import add_process_attachment
+    from tempo.mail import outbox
+    from tempo.mail.render import RenderedMail
+
+    controller, caught = mailcatcher.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {controller.port}, '
+        '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 5}}',
+    )
+    monkeypatch.setattr(outbox, "MAX_ATTACHED_BYTES", 20)
+    try:
+        with write_session() as session:
+            process = make_process(session, dag_id="customer_request", template="customer_request")
+        claim = add_process_attachment(
+            process.id, actor="x", filename="leak.jpg", content_type="image/jpeg", data=b"\xff\xd8 leak"
+        )
+        big = add_process_attachment(
+            process.id, actor="x", filename="video.mp4", content_type="video/mp4", data=b"v" * 30
+        )
+        odd = add_process_attachment(process.id, actor="x", filename="n.txt", content_type="weird", data=b"n")
+        with write_session() as session:
+            outbox.enqueue(
+                session,
+                dedup_key="claim-1",
+                to=["helen@example.com"],
+                mail=RenderedMail(subject="Disputed", text="see files", html="<p>see files</p>"),
+                attachment_ids=[claim.id, big.id, odd.id],
+            )
+        assert outbox.deliver_pending().sent == 1
+        (message,) = caught.wait_for(1, timeout=10)
+    finally:
+        controller.stop()
+    files = {part.get_filename(): part for part in message.message.iter_attachments()}
+    assert set(files) == {"leak.jpg", "n.txt"}
+    assert files["leak.jpg"].get_content() == b"\xff\xd8 leak"
+    assert files["leak.jpg"].get_content_type() == "image/jpeg"
+    assert files["n.txt"].get_content_type() == "application/octet-stream"
+    assert message.body("plain").strip() == "see files"

@@ -99,6 +99,11 @@ BAD_FILES = [
         "  - {username: ann, name: Anne, email: b@example.com}\n",
         r"dir\.yaml:3: people\.1\.username: duplicate username 'ann'",
     ),
+    (
+        "counterparties:\n  - {code: A, name: A, email: desk@a.example}\n"
+        "  - {code: B, name: B, email: Desk@A.example}\n",
+        r"dir\.yaml:3: counterparties\.1\.email: duplicate email 'desk@a\.example'",
+    ),
     ("people: [\n", r"dir\.yaml:\d+: not valid YAML"),
     ("", r"the file is empty"),
 ]
@@ -114,6 +119,7 @@ BAD_FILES = [
         "unknown-field",
         "unit-cycle",
         "duplicate",
+        "duplicate-counterparty-email",
         "broken-yaml",
         "empty",
     ],

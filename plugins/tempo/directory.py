@@ -196,6 +196,11 @@ def _reference_problems(doc: DirectoryFile, known: Known) -> list[tuple[tuple[An
             for j, role in enumerate(person.roles)
             if role not in roles
         )
+    emails = [(cp.email or "").lower() for cp in doc.counterparties]
+    for dup in _duplicates([e for e in emails if e]):
+        index = max(i for i, v in enumerate(emails) if v == dup)
+        # Requests find a counterparty by its email: one card per address.
+        problems.append((("counterparties", index, "email"), f"duplicate email {dup!r}"))
     for i, cp in enumerate(doc.counterparties):
         if cp.responsible and cp.responsible not in people:
             problems.append((("counterparties", i, "responsible"), f"unknown person {cp.responsible!r}"))

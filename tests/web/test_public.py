@@ -308,3 +308,15 @@ def test_only_the_counterparty_answers_its_result(web, review):
     )
     assert refused.status_code == 403
     assert task_state(review.id) == before
+
+
+def test_a_request_whose_run_failed_says_so(web):
+    from tempo.store.models import ProcessStatus
+
+    with write_session() as session:
+        process = make_process(
+            session, dag_id="customer_request", template="customer_request", data={"subject": "S"}
+        )
+        process.status = ProcessStatus.FAILED
+    page = web.get(path_of(links.request_status_link(process.id)))
+    assert page.status_code == 200 and "Stopped: please contact us" in page.text

@@ -43,8 +43,12 @@ def enqueue(
     cc: Sequence[str] = (),
     process_id: int | None = None,
     task_id: int | None = None,
+    attachment_ids: Sequence[int] = (),
 ) -> OutboxMessage:
-    """Queue a message once: a second call with the same key returns the first message unchanged."""
+    """Queue a message once: a second call with the same key returns the first message unchanged.
+
+    ``attachment_ids`` (of ``tempo_attachment``) are sent as files, read when the message is delivered.
+    """
     existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedup_key == dedup_key))
     if existing is not None:
         return existing
@@ -59,6 +63,7 @@ def enqueue(
         body_html=mail.html,
         process_id=process_id,
         task_id=task_id,
+        attachment_ids=list(attachment_ids) or None,
     )
     try:
         with session.begin_nested():
@@ -74,7 +79,34 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_MAX_SECONDS))
 
 
-def build_message(row: OutboxMessage, sender: str) -> EmailMessage:
+#: Files beyond this many bytes in one message stay behind (the message links to them instead).
+MAX_ATTACHED_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MailFile:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def files_of(session: Session, row: OutboxMessage) -> list[MailFile]:
+    """The message's attachments, as many as fit in ``MAX_ATTACHED_BYTES``, in the order given."""
+    from tempo.attachments import read_attachment
+    from tempo.store.models import Attachment
+
+    files: list[MailFile] = []
+    total = 0
+    for attachment_id in row.attachment_ids or []:
+        attachment = session.get(Attachment, attachment_id)
+        if attachment is None or total + attachment.size > MAX_ATTACHED_BYTES:
+            continue
+        files.append(MailFile(attachment.filename, attachment.content_type, read_attachment(attachment)))
+        total += attachment.size
+    return files
+
+
+def build_message(row: OutboxMessage, sender: str, files: Sequence[MailFile] = ()) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(row.to_addrs)
@@ -88,6 +120,11 @@ def build_message(row: OutboxMessage, sender: str) -> EmailMessage:
     message.set_content(row.body_text)
     if row.body_html:
         message.add_alternative(row.body_html, subtype="html")
+    for file in files:
+        maintype, _, subtype = file.content_type.partition("/")
+        if not maintype or not subtype or "/" in subtype:
+            maintype, subtype = "application", "octet-stream"
+        message.add_attachment(file.data, maintype=maintype, subtype=subtype, filename=file.filename)
     return message
 
 
@@ -157,7 +194,7 @@ def deliver_pending(
             continue  # another sender took it between our read and our claim
         with write_session(url) as session:
             row = session.get_one(OutboxMessage, message_id)
-            message = build_message(row, sender)
+            message = build_message(row, sender, files_of(session, row))
             recipients = [*row.to_addrs, *row.cc_addrs]
             attempts = row.attempts
         try:

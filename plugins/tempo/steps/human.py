@@ -68,6 +68,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
     :param required_action: what must be done before the step may be completed, e.g.
         ``EmailClient(or_attachment=True)``; completion is refused until it is.
     :param mail_template: template in ``include/templates/mail`` for the assignment email.
+    :param mail_attachments: send the process's files with the assignment email (a claim to review).
     :param poll_interval: seconds between store checks while waiting (default ``[tempo] poll_interval``).
     """
 
@@ -87,6 +88,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         sla: SLA | None = None,
         required_action: RequiredAction | None = None,
         mail_template: str = "task_assigned",
+        mail_attachments: bool = False,
         poll_interval: float | None = None,
         deferrable: bool = True,
         retries: int | None = 6,
@@ -126,6 +128,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
             raise TypeError(f"{self.task_id}: required_action must be a tempo required action")
         self.required_action = required_action
         self.mail_template = mail_template
+        self.mail_attachments = mail_attachments
         self.poll_interval = poll_interval
         self.deferrable = deferrable
 

@@ -85,10 +85,14 @@ def _calendar_of(session: Session, resolved: Resolved) -> WorkingCalendar:
     return directory.calendar_for(session, unit)
 
 
-def _mail_context(session: Session, task: Task, process: Process) -> dict[str, Any]:
-    files = session.scalars(
-        select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id)
+def _process_files(session: Session, process: Process) -> list[Attachment]:
+    return list(
+        session.scalars(select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id))
     )
+
+
+def _mail_context(session: Session, task: Task, process: Process) -> dict[str, Any]:
+    files = _process_files(session, process)
     return {
         "task": task,
         "process": process,
@@ -153,6 +157,9 @@ def open_step(step: HumanStep, context: Any) -> Task:
                     mail=mail,
                     process_id=process.id,
                     task_id=task.id,
+                    attachment_ids=[f.id for f in _process_files(session, process)]
+                    if step.mail_attachments
+                    else (),
                 )
                 keys.append(key)
     send_now(keys)

@@ -329,6 +329,8 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     process_id: Mapped[int | None] = mapped_column(ForeignKey("tempo_process.id"))
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tempo_task.id"))
+    #: Attachments sent with the message (ids of ``tempo_attachment``), read when it is delivered.
+    attachment_ids: Mapped[list[int] | None] = mapped_column(JsonType)
 
     __table_args__ = (
         Index(None, "status", "next_attempt_at"),

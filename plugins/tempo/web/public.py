@@ -27,7 +27,7 @@ from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
 from tempo.steps.process import REQUESTER_KEY, process_title
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, Task, TaskEvent
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, ProcessStatus, Task, TaskEvent
 from tempo.store.processes import ensure_process
 from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
 from tempo.web import airflow_data
@@ -259,6 +259,13 @@ def _waiting_answer(session: Any, process: Process) -> Task | None:
     )
 
 
+def _stage_of(process: Process) -> str:
+    # A run that failed (a request its type's catalog entry refuses, say) never reaches an end stage.
+    if process.status == ProcessStatus.FAILED and process.stage not in ("done", "cancelled"):
+        return "Stopped: please contact us"
+    return STAGES.get(process.stage, process.stage or "")
+
+
 @router.get("/requests/{token}")
 def request_status(request: Request, token: str) -> Response:
     try:
@@ -290,9 +297,11 @@ def request_status(request: Request, token: str) -> Response:
         {
             "process": process,
             "data": process.data or {},
-            "stage": STAGES.get(process.stage, process.stage),
-            "stages": [(e.at, STAGES.get(e.details.get("to"), e.details.get("to"))) for e in stages],
-            "stage_names": STAGES,
+            "stage": _stage_of(process),
+            "stages": [
+                (e.at, STAGES.get(e.details.get("to"), e.details.get("to")), e.details.get("note") or "")
+                for e in stages
+            ],
             "type_name": type_name,
             "files": files,
             "respond": links.respond_link(waiting.id, process.counterparty_code or "").removeprefix(

@@ -1,4 +1,4 @@
-"""customer requests: process stage, counterparty email key, public page rate limit
+"""customer requests: process stage, counterparty email key, public page rate limit, mail files
 
 Revision ID: 0004
 Revises: 0003
@@ -6,13 +6,15 @@ Create Date: 2026-12-01 19:00:00.000000
 
 The customer request process shows its requester a stage, identifies a counterparty by email (one
 card per address, however many first requests arrive at once) and lets counterparties register
-requests on a public page whose rate limit lives in the store, shared by every API server.
+requests on a public page whose rate limit lives in the store, shared by every API server. An
+email may carry attachments (a disputed result's claim, to the head of unit).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 import tempo.store.models
 
@@ -37,6 +39,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tempo_counterparty", schema=None) as batch_op:
         batch_op.create_unique_constraint(op.f("uq_tempo_counterparty_email_key"), ["email_key"])
+    with op.batch_alter_table("tempo_outbox", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "attachment_ids",
+                sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+                nullable=True,
+            )
+        )
     op.create_table(
         "tempo_rate_limit",
         sa.Column("bucket", sa.String(length=255), nullable=False),
@@ -52,6 +62,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_tempo_rate_limit_window_start"), table_name="tempo_rate_limit")
     op.drop_table("tempo_rate_limit")
+    with op.batch_alter_table("tempo_outbox", schema=None) as batch_op:
+        batch_op.drop_column("attachment_ids")
     with op.batch_alter_table("tempo_counterparty", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("uq_tempo_counterparty_email_key"), type_="unique")
         batch_op.drop_column("first_request_at")
