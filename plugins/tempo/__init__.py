@@ -21,6 +21,7 @@ _EXPORTS = {
     "NotifyStep": "tempo.steps.notify",
     "record": "tempo.steps.record",
     "EmailClient": "tempo.required_actions",
+    "dag_from_yaml": "tempo.yaml_templates",
     # forms
     "Form": "tempo.forms",
     "Text": "tempo.forms",
@@ -66,6 +67,7 @@ __all__ = [
     "Text",
     "Unit",
     "WorkingCalendar",
+    "dag_from_yaml",
     "process",
     "record",
 ]
@@ -102,3 +104,4 @@ if TYPE_CHECKING:
     from tempo.steps.process import process
     from tempo.steps.record import record
     from tempo.working_hours import WorkingCalendar
+    from tempo.yaml_templates import dag_from_yaml
