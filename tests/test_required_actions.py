@@ -165,3 +165,33 @@ def test_a_task_without_the_action_has_no_client_and_a_closed_one_takes_no_email
     with pytest.raises(TaskConflict):
         email_client(task.id, actor="rob", subject="S", text="again")
     assert counts(task.id) == (1, 1, "completed")
+
+
+def test_the_same_message_goes_out_once_and_concurrent_copies_get_a_conflict(directory):
+    import threading
+
+    task = make(EmailClient(), counterparty_code="ACME")
+    email_client(task.id, actor="rob", subject="Solution", text="Kit A fits.")
+    with pytest.raises(TaskConflict, match="already sent"):
+        email_client(task.id, actor="rob", subject="Solution", text="Kit A fits.")
+    assert counts(task.id) == (1, 1, "open")
+
+    # Eight identical submissions at once (a double click, a retrying client): one email.
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+
+    def press() -> None:
+        barrier.wait()
+        try:
+            email_client(task.id, actor="rob", subject="Solution, revised", text="Kit B fits better.")
+            results.append("sent")
+        except TaskConflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=press) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["conflict"] * 7 + ["sent"]
+    assert counts(task.id) == (2, 2, "open")

@@ -121,6 +121,11 @@ def test_the_yaml_rma_is_the_python_rma():
             "business_key: 'order' is not a field of the start form",
         ),
         (lambda d: d["start_form"]["part"].update(max_length="long"), "start_form.part"),
+        (
+            lambda d: step(d, "create_sales_order").update(after=["check_warranty", "tell_requester"]),
+            "step 'create_sales_order': after.1: the steps form a loop "
+            "(create_sales_order -> record_so_number -> tell_requester -> create_sales_order)",
+        ),
     ],
     ids=[
         "bad-duration",
@@ -137,6 +142,7 @@ def test_the_yaml_rma_is_the_python_rma():
         "duplicate-step",
         "bad-business-key",
         "bad-start-form",
+        "loop",
     ],
 )
 def test_a_bad_template_names_file_step_and_field(mutate, expected):

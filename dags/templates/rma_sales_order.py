@@ -6,6 +6,6 @@ naming file, step and field) and leaves every other DAG running.
 
 from __future__ import annotations
 
-from tempo.yaml_templates import dag_from_yaml
+from tempo import dag_from_yaml
 
 dag = dag_from_yaml(__file__)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "record": "tempo.steps.record",
     "set_stage": "tempo.steps.record",
     "EmailClient": "tempo.required_actions",
+    "dag_from_yaml": "tempo.yaml_templates",
     # forms
     "Form": "tempo.forms",
     "Text": "tempo.forms",
@@ -74,6 +75,7 @@ __all__ = [
     "Text",
     "Unit",
     "WorkingCalendar",
+    "dag_from_yaml",
     "identify_counterparty",
     "load_catalog",
     "process",
@@ -117,3 +119,4 @@ if TYPE_CHECKING:
     from tempo.steps.process import process
     from tempo.steps.record import record, set_stage
     from tempo.working_hours import WorkingCalendar
+    from tempo.yaml_templates import dag_from_yaml

@@ -13,7 +13,7 @@ other way) counts too.
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -174,13 +174,16 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
     """Send ``actor``'s message to the task's client through the outbox and record it on the task.
 
     Raises ``FormErrors`` (``subject``, ``text``, ``to``, ``_form``), ``TaskNotFound`` or
-    ``TaskConflict`` (the task is closed). Each call sends one message: it is an explicit action.
+    ``TaskConflict``: the task is closed, or the same message was already sent for it (a double
+    submission sends one email; of concurrent ones, one wins).
     """
+    from sqlalchemy import select
+
     from tempo.mail.outbox import enqueue
     from tempo.mail.render import render_mail
     from tempo.steps.work import send_now
     from tempo.store.engine import write_session
-    from tempo.store.models import ACTIVE_TASK_STATUSES, Process
+    from tempo.store.models import ACTIVE_TASK_STATUSES, OutboxMessage, Process, TaskEvent
     from tempo.store.tasks import TaskConflict, get_task, record_event
 
     subject = " ".join(str(subject or "").split())
@@ -208,12 +211,22 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
         if problems:
             raise FormErrors(problems)
         assert to is not None
-        key = f"task:{task.id}:client:{uuid.uuid4().hex}"
+        # The message's content is its identity: the same words to the same task go out once.
+        digest = hashlib.sha256(f"{to}\n{subject}\n{text}".encode()).hexdigest()[:40]
+        key = f"task:{task.id}:client:{digest}"
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None:
+            raise TaskConflict(task_id, "This message was already sent to the client.")
         mail = render_mail(
             "client_message", {"process": process, "task": task, "subject": subject, "message": text}
         )
         message = enqueue(session, dedup_key=key, to=[to], mail=mail, process_id=process.id, task_id=task.id)
         session.flush()
+        # A concurrent identical submission may have queued it first (enqueue then returns its row).
+        recorded = session.scalars(
+            select(TaskEvent.details).where(TaskEvent.task_id == task.id, TaskEvent.kind == CLIENT_EMAILED)
+        )
+        if any(details.get("message") == message.id for details in recorded):
+            raise TaskConflict(task_id, "This message was already sent to the client.")
         event = record_event(
             session,
             process_id=process.id,

@@ -2,8 +2,9 @@
 
 The format is described in ``docs/yaml-templates.md``; ``dags/templates/rma_sales_order.yaml`` is a
 complete example. A template is checked in two passes: its shape (pydantic models that forbid unknown
-keys), then its meaning (step references, branches, form fields, mail templates). Every problem is
-reported at once, each naming the file, the line, the step and the field::
+keys), then, once the shape is right, its meaning (step references, branches, loops, form fields, mail
+templates). Each pass reports all its problems at once, each naming the file, the line, the step
+and the field::
 
     dags/templates/bad.yaml:14: step 'create_sales_order': sla.due: use a duration such as 8h, 30m or 1d 4h
 
@@ -386,7 +387,53 @@ def _meaning_problems(spec: TemplateSpec) -> list[tuple[tuple[Any, ...], str]]:
             problems.append(
                 ((*at, "template"), f"no mail template {step.template!r} in the templates folder")
             )
+    if not problems:
+        problems += _loops(spec, ids)
     return problems
+
+
+def _edges(spec: TemplateSpec) -> dict[str, set[str]]:
+    """step id -> the step ids that follow it, as ``compile_template`` wires them."""
+    following: dict[str, set[str]] = {step.id: set() for step in spec.steps}
+    previous: str | None = None
+    for step in spec.steps:
+        upstream = step.after if step.after is not None else ([previous] if previous else [])
+        for up in upstream:
+            following[up].add(step.id)
+        following[step.id].update(_branch_targets(step))
+        previous = step.id
+    return following
+
+
+def _loops(spec: TemplateSpec, ids: dict[str, int]) -> list[tuple[tuple[Any, ...], str]]:
+    """A loop, named by its steps: a DAG cannot run one (unroll the rounds instead)."""
+    following = _edges(spec)
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "visiting"
+        path.append(node)
+        for nxt in sorted(following[node]):
+            if state.get(nxt) == "visiting":
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (loop := visit(nxt)):
+                return loop
+        path.pop()
+        state[node] = "done"
+        return None
+
+    for step in spec.steps:
+        if step.id not in state and (loop := visit(step.id)):
+            # Name the edge that closes the loop: the later step's ``after``, else the earlier one's branch.
+            before, closing = spec.steps[ids[loop[-2]]], spec.steps[ids[loop[-1]]]
+            if closing.after and before.id in closing.after:
+                where: tuple[Any, ...] = ("steps", ids[closing.id], "after", closing.after.index(before.id))
+            else:
+                where = ("steps", ids[before.id])
+            message = f"the steps form a loop ({' -> '.join(loop)}); a DAG cannot loop: unroll the rounds"
+            return [(where, message)]
+    return []
 
 
 _ANSWER_PATH = re.compile(r"^(form\.[A-Za-z_][A-Za-z0-9_]*|outcome|completed_by|completed_at)$")

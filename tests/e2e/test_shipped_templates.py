@@ -1,8 +1,12 @@
 """Every shipped process template end to end through the web API, on a real Airflow with a real SMTP
 server: started with Tempo's start API, every human step answered by its person through
-``/tempo/api/v1``, run to success."""
+``/tempo/api/v1``, run to success. The dealer purchase's required action (email the client) is done
+on the task page in chromium; screenshots go to ``tests/artifacts/screenshots``."""
 
 from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -10,9 +14,12 @@ from sqlalchemy import select
 
 from tempo.store.engine import read_session
 from tempo.store.models import Process, ProcessStatus, Task, TaskStatus
+from tests.conftest import REPO
 from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
+
+SHOTS = REPO / "tests" / "artifacts" / "screenshots"
 
 #: How each shipped template is started here; tests/e2e/test_example_dags.py checks that every DAG
 #: in dags/ is started by one of its own examples or by this module.
@@ -79,6 +86,37 @@ def web(airflow_stack) -> Web:
     return Web(airflow_stack)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is required (make test installs it)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def rob_in_browser(browser):
+    """A page in chromium logged in as Rob (Airflow's UI cookie)."""
+    contexts = []
+
+    def open_page(stack):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_cookies([{"name": "_token", "value": stack.token("rob"), "url": stack.base_url}])
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
 def waiting(run_id: str, task_id: str) -> Task:
     return wait_until(lambda: open_task(run_id, task_id), timeout=180, what=f"step {task_id}")
 
@@ -94,7 +132,7 @@ def mails_to(mail, address: str, containing: str) -> list:
     ]
 
 
-def test_dealer_purchase(airflow_stack, web, mail):
+def test_dealer_purchase(airflow_stack, web, mail, rob_in_browser):
     run_id = web.start("sam", "dealer_purchase")
 
     solution = waiting(run_id, "prepare_technical_solution")
@@ -112,14 +150,19 @@ def test_dealer_purchase(airflow_stack, web, mail):
     with read_session() as session:
         assert session.get_one(Task, solution.id).status == TaskStatus.OPEN
 
-    sent = web.call(
-        "rob",
-        "POST",
-        f"/tasks/{solution.id}/email-client",
-        json={"subject": "Technical solution DP-50001", "text": "Two P-20 pumps with the mounting kit."},
-    )
-    assert sent.status_code == 201, sent.text
-    assert sent.json()["to"] == "orders@acme.example"
+    # Rob writes to the client on the task page, in a real browser.
+    page = rob_in_browser(airflow_stack)
+    page.goto(f"{airflow_stack.base_url}/tempo/tasks/{solution.id}")
+    assert "orders@acme.example" in page.inner_text("#client-email-to")
+    page.fill("#f-solution", "Two P-20 pumps with mounting kit")
+    page.click("#task-form button[type=submit]")
+    assert "Email the client" in page.inner_text("#required-action-error")
+    page.screenshot(path=str(SHOTS / "dealer-1-required-action.png"), full_page=True)
+    page.fill("#client-email-form input[name=subject]", "Technical solution DP-50001")
+    page.fill("#client-email-form textarea[name=text]", "Two P-20 pumps with the mounting kit.")
+    page.click("#client-email-form button[type=submit]")
+    page.wait_for_selector("#client-email-done")
+    page.screenshot(path=str(SHOTS / "dealer-2-client-emailed.png"), full_page=True)
     to_client = wait_until(
         lambda: mails_to(mail, "orders@acme.example", "Technical solution DP-50001"),
         what="the client's email",

@@ -122,6 +122,8 @@ def test_the_api_answers_422_then_201_then_200_then_409(web, task):
 
     sent = web.post(email_url, json={"subject": "Solution", "text": "Kit A fits."}, headers=auth("rob"))
     assert sent.status_code == 201 and sent.json()["to"] == "orders@acme.example"
+    twice = web.post(email_url, json={"subject": "Solution", "text": "Kit A fits."}, headers=auth("rob"))
+    assert twice.status_code == 409 and "already sent" in twice.json()["detail"]
     done = web.post(complete_url, json={"answers": {"solution": "Kit A"}}, headers=auth("rob"))
     assert done.status_code == 200 and done.json()["status"] == "completed"
     late = web.post(email_url, json={"subject": "Solution", "text": "again"}, headers=auth("rob"))
