@@ -144,11 +144,13 @@ def wait_for_waiting(stack: AirflowStack, run_ids: list[str], count: int, timeou
     """Until ``count`` steps wait; print progress (steps per second) as they open."""
     started = time.monotonic()
     last_print = 0.0
+    already = len(waiting_steps(stack, run_ids))
     while True:
         steps = waiting_steps(stack, run_ids)
         elapsed = time.monotonic() - started
         if len(steps) >= count:
-            log(f"{len(steps)} steps waiting after {elapsed:.0f}s ({len(steps) / elapsed:.1f} steps/s)")
+            opened = len(steps) - already
+            log(f"{len(steps)} steps waiting; {opened} opened in {elapsed:.0f}s ({opened / elapsed:.1f}/s)")
             return steps
         if elapsed > timeout:
             raise TimeoutError(f"only {len(steps)} of {count} steps waiting after {elapsed:.0f}s")
