@@ -211,10 +211,16 @@ def bench_backend(backend: str, users: int, seconds: float, workers: int) -> dic
     kwargs = {}
     if backend == "postgres":
         cluster = start_cluster()
-        cluster.create_database("airflow")
+        import psycopg
+
+        with psycopg.connect(
+            cluster.url().replace("postgresql+psycopg", "postgresql"), autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE airflow")
+            conn.execute("CREATE DATABASE tempo")
         kwargs = {
             "metadata_url": cluster.url("airflow", driver="psycopg2"),
-            "store_url": cluster.create_database("tempo"),
+            "store_url": cluster.url("tempo"),
         }
     everyone = {**DEMO_USERS, **dict.fromkeys(names, "user")}
     stack = AirflowStack(
@@ -231,7 +237,7 @@ def bench_backend(backend: str, users: int, seconds: float, workers: int) -> dic
         stack.prepare()
         stack.airflow("dags", "reserialize")  # the task pages draw the DAG's route map
         # More tasks per person than anyone can answer in the time (no one runs out).
-        tasks = seed(str(stack.store_url), names, per_user=max(10, int(seconds / 2)))
+        tasks = seed(str(stack.store_url), names, per_user=max(15, int(seconds / 4)))
         stack.start()
         if workers != 1:
             # devstack starts one worker; a bigger run restarts the API server with more.

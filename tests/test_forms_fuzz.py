@@ -35,7 +35,7 @@ from tempo.forms import (
 )
 from tempo.store.models import MAX_ID
 
-CASES = int(os.environ.get("TEMPO_FUZZ_CASES", "200"))
+CASES = int(os.environ.get("TEMPO_FUZZ_CASES", "50"))
 SUMMARY = os.environ.get("TEMPO_FUZZ_SUMMARY")
 FUZZ = settings(
     max_examples=CASES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
