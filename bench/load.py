@@ -101,6 +101,7 @@ class Tally:
     errors: Counter = field(default_factory=Counter)
     doubles: int = 0
     double_conflicts: int = 0
+    ran_out: int = 0  # people who answered all their tasks before the time was up
 
 
 async def person(
@@ -156,6 +157,8 @@ async def person(
             tally.completion_seconds.append(done - started)
             tally.get_seconds.append(got - started)
             tally.post_seconds.append(done - got)
+    if time.monotonic() < deadline:
+        tally.ran_out += 1
 
 
 async def drive(base_url: str, tokens: dict[str, str], tasks: dict[str, list[int]], seconds: float) -> Tally:
@@ -292,6 +295,7 @@ def bench_backend(backend: str, users: int, seconds: float, workers: int) -> dic
         "error_kinds": dict(tally.errors),
         "double_submits": tally.doubles,
         "double_submits_one_winner": tally.double_conflicts,
+        "people_out_of_tasks": tally.ran_out,
         **checked,
         "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in load_after],
