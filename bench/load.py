@@ -101,6 +101,7 @@ class Tally:
     errors: Counter = field(default_factory=Counter)
     doubles: int = 0
     double_conflicts: int = 0
+    ran_out: int = 0  # people who answered all their tasks before the time was up
 
 
 async def person(
@@ -156,6 +157,8 @@ async def person(
             tally.completion_seconds.append(done - started)
             tally.get_seconds.append(got - started)
             tally.post_seconds.append(done - got)
+    if time.monotonic() < deadline:
+        tally.ran_out += 1
 
 
 async def drive(base_url: str, tokens: dict[str, str], tasks: dict[str, list[int]], seconds: float) -> Tally:
@@ -211,10 +214,16 @@ def bench_backend(backend: str, users: int, seconds: float, workers: int) -> dic
     kwargs = {}
     if backend == "postgres":
         cluster = start_cluster()
-        cluster.create_database("airflow")
+        import psycopg
+
+        with psycopg.connect(
+            cluster.url().replace("postgresql+psycopg", "postgresql"), autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE airflow")
+            conn.execute("CREATE DATABASE tempo")
         kwargs = {
             "metadata_url": cluster.url("airflow", driver="psycopg2"),
-            "store_url": cluster.create_database("tempo"),
+            "store_url": cluster.url("tempo"),
         }
     everyone = {**DEMO_USERS, **dict.fromkeys(names, "user")}
     stack = AirflowStack(
@@ -231,7 +240,7 @@ def bench_backend(backend: str, users: int, seconds: float, workers: int) -> dic
         stack.prepare()
         stack.airflow("dags", "reserialize")  # the task pages draw the DAG's route map
         # More tasks per person than anyone can answer in the time (no one runs out).
-        tasks = seed(str(stack.store_url), names, per_user=max(10, int(seconds / 2)))
+        tasks = seed(str(stack.store_url), names, per_user=max(15, int(seconds / 4)))
         stack.start()
         if workers != 1:
             # devstack starts one worker; a bigger run restarts the API server with more.
@@ -286,6 +295,7 @@ def bench_backend(backend: str, users: int, seconds: float, workers: int) -> dic
         "error_kinds": dict(tally.errors),
         "double_submits": tally.doubles,
         "double_submits_one_winner": tally.double_conflicts,
+        "people_out_of_tasks": tally.ran_out,
         **checked,
         "load_before": [round(x, 1) for x in load_before],
         "load_after": [round(x, 1) for x in load_after],

@@ -138,7 +138,8 @@ class Number(Field):
         if isinstance(raw, int | float):
             value = raw
         elif isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
-            value = float(raw)
+            # The stripped text: str.strip() removes more than float() tolerates ("\x1c12").
+            value = float(raw.strip())
         else:
             raise FieldError("Enter a number.")
         if isinstance(value, float) and not math.isfinite(value):
@@ -302,7 +303,7 @@ class File(Field):
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
         elif isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
-            number = int(value)
+            number = int(value.strip())
         else:
             raise FieldError("Attach a file.")
         if not 1 <= number <= MAX_ID:

@@ -4,7 +4,7 @@ closed, never acting on GET."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -136,8 +136,9 @@ def test_rotated_key_still_verifies_old_links(monkeypatch, web, task):
     old = links.sign(task.id, "sandra")
     monkeypatch.setenv("AIRFLOW__TEMPO__PREVIOUS_SECRET_KEYS", "test-secret-key-not-for-production")
     monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY", "a-brand-new-key")
-    # Retired keys verify only during the grace period after the switch (tests/web/test_security.py).
-    monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY_ROTATED_AT", datetime.now(UTC).isoformat())
+    # Retired keys verify only tokens signed before the switch (tests/web/test_security.py).
+    switch = datetime.now(UTC) + timedelta(seconds=1)
+    monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY_ROTATED_AT", switch.isoformat())
     assert web.get(f"/tempo/act/{old}").status_code == 200
     monkeypatch.delenv("AIRFLOW__TEMPO__PREVIOUS_SECRET_KEYS")
     assert web.get(f"/tempo/act/{old}").status_code == 404

@@ -32,6 +32,9 @@ from tests.web.test_public import REVIEW_FORM
 from tests.web.test_routes import SO_FORM
 
 PREFIX = "/tempo"
+#: Who may call what does not depend on the store's backend: these tests run on SQLite (the store on
+#: PostgreSQL is exercised by the fuzzing and the route tests).
+ON_SQLITE = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 def app_routes() -> list[tuple[str, str]]:
@@ -142,6 +145,7 @@ def send(web, method, path, rows, headers=None, data=None):
     return web.post(url, data=data or {"csrf": "x"}, headers=headers, follow_redirects=False)
 
 
+@ON_SQLITE
 @pytest.mark.parametrize(("method", "path"), LOGGED_IN, ids=ids(LOGGED_IN))
 def test_logged_in_route_answers_401_then_403_and_changes_nothing(web, rows, method, path):
     before = store_fingerprint()
@@ -151,6 +155,7 @@ def test_logged_in_route_answers_401_then_403_and_changes_nothing(web, rows, met
     assert store_fingerprint() == before
 
 
+@ON_SQLITE
 @pytest.mark.parametrize(("method", "path"), FORMS, ids=ids(FORMS))
 def test_state_changing_form_needs_its_own_csrf_token(web, rows, method, path):
     """Posted by someone who may do it, without a token, with a forged one and with the token of
@@ -177,6 +182,7 @@ def test_state_changing_form_needs_its_own_csrf_token(web, rows, method, path):
     assert store_fingerprint() == before
 
 
+@ON_SQLITE
 def test_every_form_on_every_page_carries_a_csrf_token(web, rows):
     pages = [f"/tempo/tasks/{rows['task_id']}", "/tempo/start/rma_sales_order", "/tempo/admin/outbox"]
     forms_seen = 0
@@ -240,6 +246,7 @@ def hostile(web):
     return {"task_id": open_task.id, "process_id": process.id, "dag_id": "rma_sales_order"}
 
 
+@ON_SQLITE
 def test_user_data_is_escaped_on_every_page(web, hostile):
     pages = [
         (m, p) for m, p in LOGGED_IN if m == "GET" and not p.startswith("/tempo/api/") and "{" not in p
@@ -378,6 +385,7 @@ def test_retired_keys_need_the_moment_of_the_switch(rotation, monkeypatch):
             links.verify(token)
 
 
+@ON_SQLITE
 def test_old_key_link_opens_its_page_after_rotation(web, monkeypatch):
     with write_session() as session:
         task = make_task(session, dag_id="rma_sales_order", form_schema=SO_FORM, assignee="sandra")
