@@ -35,7 +35,6 @@ from tempo import (
     NotifyStep,
     Role,
     Text,
-    identify_counterparty,
     load_catalog,
     process,
     record,
@@ -66,6 +65,9 @@ with process(
     @task
     def register(params: dict | None = None, dag_run=None) -> dict:
         """Identify the counterparty, check the request against its type, and accept it."""
+        # Imported here, not at the top: it reads the store, and DAG files are parsed often.
+        from tempo import identify_counterparty
+
         params = params or {}
         conf = dict(getattr(dag_run, "conf", None) or {})
         catalog = load_catalog()

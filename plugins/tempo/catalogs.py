@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tempo import config
 from tempo.forms import FIELD_TYPES, Form
+from tempo.yaml_lines import line_for, line_index
 
 _CODE = r"^[a-z][a-z0-9_]{0,63}$"
 #: Fields of the public request form itself; a request type's own fields may not reuse them.
@@ -132,8 +133,6 @@ class Catalog:
 
 
 def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
-    from tempo.directory import _line_for, _line_index
-
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
@@ -146,11 +145,11 @@ def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     try:
         parsed = CatalogFile.model_validate(raw)
     except ValidationError as exc:
-        lines = _line_index(node) if node is not None else {}
+        lines = line_index(node) if node is not None else {}
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            line = _line_for(lines, loc)
+            line = line_for(lines, loc)
             field = ".".join(str(p) for p in loc) or "(document)"
             problems.append(
                 f"{source}:{line}: {field}: {err['msg']}" if line else f"{source}: {field}: {err['msg']}"

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
+from tempo.yaml_lines import line_for, line_index
 
 if TYPE_CHECKING:
     from tempo.working_hours import WorkingCalendar
@@ -100,31 +101,8 @@ class LoadSummary:
     counterparties: int
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map each path in the document (``("people", 0, "email")``) to its 1-based line."""
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            lines.update(
-                {k: v for k, v in _line_index(value_node, (*path, key)).items() if k != (*path, key)}
-            )
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_line_index(item, (*path, index)))
-    return lines
-
-
-def _line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
-
-
 def _where(source: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
-    line = _line_for(lines, loc)
+    line = line_for(lines, loc)
     field = ".".join(str(part) for part in loc) or "(document)"
     return f"{source}:{line}: {field}" if line else f"{source}: {field}"
 
@@ -149,7 +127,7 @@ def parse_directory(text: str, source: str = "<directory>", known: Known = Known
         raise DirectoryError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if raw is None:
         raise DirectoryError(f"{source}: the file is empty")
-    lines = _line_index(node) if node is not None else {}
+    lines = line_index(node) if node is not None else {}
     try:
         parsed = DirectoryFile.model_validate(raw)
     except ValidationError as exc:

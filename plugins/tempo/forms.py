@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from tempo.store.models import MAX_ID
-
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Numbers, ids and dates are read in ASCII digits only: Python's int() and float() also take
@@ -306,6 +304,8 @@ class File(Field):
             number = int(value.strip())
         else:
             raise FieldError("Attach a file.")
+        from tempo.store.models import MAX_ID  # not at import: DAG files import forms, not the store
+
         if not 1 <= number <= MAX_ID:
             raise FieldError("Attach a file.")
         return number

@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from tempo.forms import FIELD_TYPES, Form
+from tempo.yaml_lines import line_for, line_index
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -201,11 +202,9 @@ class _Where:
     lines: dict[tuple[Any, ...], int]
 
     def __call__(self, loc: tuple[Any, ...], message: str) -> str:
-        from tempo.directory import _line_for
-
         if len(loc) >= 3 and loc[0] == "steps" and loc[2] in _STEP_KINDS:
             loc = (*loc[:2], *loc[3:])  # pydantic names the kind it tried; the document does not
-        line = _line_for(self.lines, loc)
+        line = line_for(self.lines, loc)
         where = f"{self.source}:{line}" if line else self.source
         if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
             step = self._step_id(loc[1])
@@ -234,8 +233,6 @@ def read_template(path: str | Path, source: str | None = None) -> TemplateSpec:
 
 
 def parse_template(text: str, source: str = "<template>") -> TemplateSpec:
-    from tempo.directory import _line_index
-
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
@@ -245,7 +242,7 @@ def parse_template(text: str, source: str = "<template>") -> TemplateSpec:
         raise TemplateError([f"{at}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(raw, dict):
         raise TemplateError([f"{source}: a template is a mapping with id, title and steps"])
-    where = _Where(source, raw, _line_index(node) if node is not None else {})
+    where = _Where(source, raw, line_index(node) if node is not None else {})
     try:
         spec = TemplateSpec.model_validate(raw)
     except ValidationError as exc:
