@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -35,6 +36,11 @@ from tempo.devstack import AirflowStack, wait_until  # noqa: E402
 from tests.pgcluster import start_cluster  # noqa: E402
 
 SETTLE_SECONDS = 2.0
+# A person answers at a random moment, not in step with the scheduler's loop (it sleeps up to
+# [scheduler] scheduler_idle_sleep_time, 1 s, between passes). Without this jitter the answer's phase
+# in that loop follows from when each kind of step deferred, and so differs between the two systematically.
+JITTER_SECONDS = 1.0
+_jitter = random.Random(20261201)
 VERBOSE = "--verbose" in sys.argv
 
 
@@ -75,7 +81,7 @@ def one_tempo_run(stack: AirflowStack, n: int) -> float:
 
     run_id = stack.trigger("bench_tempo_step", {"ref": f"t{n}"})
     wait_until(lambda: ti(stack, "bench_tempo_step", run_id, "approve")["state"] == "deferred", interval=0.1)
-    time.sleep(SETTLE_SECONDS)
+    time.sleep(SETTLE_SECONDS + _jitter.uniform(0, JITTER_SECONDS))
     with read_session() as session:
         task = session.scalars(
             select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN)
@@ -96,7 +102,7 @@ def one_hitl_run(stack: AirflowStack, n: int) -> float:
         lambda: ti(stack, "bench_hitl_step", run_id, "approve")["state"] in ("awaiting_input", "deferred"),
         interval=0.1,
     )
-    time.sleep(SETTLE_SECONDS)
+    time.sleep(SETTLE_SECONDS + _jitter.uniform(0, JITTER_SECONDS))
     response = stack.api(
         "PATCH",
         f"/api/v2/dags/bench_hitl_step/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
@@ -201,7 +207,8 @@ def main() -> None:
                 percentile(hitl, 95),
             )
         )
-    print(f"\ncompletion -> downstream start, seconds ({args.runs} runs each, {SETTLE_SECONDS:.0f}s settle)")
+    settle = f"{SETTLE_SECONDS:.0f}s settle + 0-{JITTER_SECONDS:.0f}s jitter"
+    print(f"\ncompletion -> downstream start, seconds ({args.runs} runs each, {settle})")
     print("| backend | Tempo p50 | Tempo p95 | HITL p50 | HITL p95 | p50 ratio Tempo/HITL |")
     print("| --- | --- | --- | --- | --- | --- |")
     for backend, tp50, tp95, hp50, hp95 in rows:
