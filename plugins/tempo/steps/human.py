@@ -25,10 +25,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tempo.assignment import Assignment, as_assignment
 from tempo.forms import Form
-from tempo.required_actions import SCHEMA_KEY, RequiredAction
-from tempo.sla import SLA
 
 if TYPE_CHECKING:
+    # Only for annotations: every task run parses its DAG file, and steps without an SLA or a
+    # required action need not pay for defining their classes.
+    from tempo.required_actions import RequiredAction
+    from tempo.sla import SLA
     from tempo.store.models import Task
 
 # Task states as stored; compared as strings so that parsing a DAG file never imports the store.
@@ -124,8 +126,11 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         if self.branches and set(self.branches) != set(self.outcomes):
             raise ValueError(f"{self.task_id}: branches must name a path for every outcome")
         self.sla = sla
-        if required_action is not None and not isinstance(required_action, RequiredAction):
-            raise TypeError(f"{self.task_id}: required_action must be a tempo required action")
+        if required_action is not None:
+            from tempo.required_actions import RequiredAction
+
+            if not isinstance(required_action, RequiredAction):
+                raise TypeError(f"{self.task_id}: required_action must be a tempo required action")
         self.required_action = required_action
         self.mail_template = mail_template
         self.mail_attachments = mail_attachments
@@ -136,6 +141,8 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         """The form as stored with the task, with the required action (if any) beside its fields."""
         schema = self.form.with_catalog_choices().schema()
         if self.required_action is not None:
+            from tempo.required_actions import SCHEMA_KEY
+
             schema[SCHEMA_KEY] = self.required_action.to_dict()
         return schema
 
