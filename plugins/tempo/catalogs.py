@@ -15,12 +15,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tempo import config
 from tempo.forms import FIELD_TYPES, Form
-from tempo.yaml_lines import line_for, line_index
+from tempo.yaml_lines import YamlSyntaxError, line_for, load_with_lines
 
 _CODE = r"^[a-z][a-z0-9_]{0,63}$"
 #: Fields of the public request form itself; a request type's own fields may not reuse them.
@@ -134,18 +133,14 @@ class Catalog:
 
 def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise CatalogError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raw, lines = load_with_lines(text, source)
+    except YamlSyntaxError as exc:
+        raise CatalogError(str(exc)) from None
     if raw is None:
         raise CatalogError(f"{source}: the file is empty")
     try:
         parsed = CatalogFile.model_validate(raw)
     except ValidationError as exc:
-        lines = line_index(node) if node is not None else {}
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])

@@ -12,13 +12,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
-from tempo.yaml_lines import line_for, line_index
+from tempo.yaml_lines import YamlSyntaxError, line_for, load_with_lines
 
 if TYPE_CHECKING:
     from tempo.working_hours import WorkingCalendar
@@ -119,15 +118,11 @@ class Known:
 def parse_directory(text: str, source: str = "<directory>", known: Known = Known()) -> DirectoryFile:
     """Validate a directory document; every problem is reported with its line and field."""
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise DirectoryError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raw, lines = load_with_lines(text, source)
+    except YamlSyntaxError as exc:
+        raise DirectoryError(str(exc)) from None
     if raw is None:
         raise DirectoryError(f"{source}: the file is empty")
-    lines = line_index(node) if node is not None else {}
     try:
         parsed = DirectoryFile.model_validate(raw)
     except ValidationError as exc:

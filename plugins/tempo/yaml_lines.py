@@ -28,3 +28,19 @@ def line_for(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | N
         if loc[:end] in lines:
             return lines[loc[:end]]
     return None
+
+
+class YamlSyntaxError(ValueError):
+    """A document that is not YAML; the message names the file and the line."""
+
+
+def load_with_lines(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """The document and the line of each path in it (see ``line_index``)."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise YamlSyntaxError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return raw, line_index(node) if node is not None else {}

@@ -23,11 +23,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from tempo.forms import FIELD_TYPES, Form
-from tempo.yaml_lines import line_for, line_index
+from tempo.yaml_lines import YamlSyntaxError, line_for, load_with_lines
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -234,15 +233,12 @@ def read_template(path: str | Path, source: str | None = None) -> TemplateSpec:
 
 def parse_template(text: str, source: str = "<template>") -> TemplateSpec:
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{source}:{mark.line + 1}" if mark else source
-        raise TemplateError([f"{at}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        raw, lines = load_with_lines(text, source)
+    except YamlSyntaxError as exc:
+        raise TemplateError([str(exc)]) from None
     if not isinstance(raw, dict):
         raise TemplateError([f"{source}: a template is a mapping with id, title and steps"])
-    where = _Where(source, raw, line_index(node) if node is not None else {})
+    where = _Where(source, raw, lines)
     try:
         spec = TemplateSpec.model_validate(raw)
     except ValidationError as exc:
