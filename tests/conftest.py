@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -12,6 +14,8 @@ os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__TEMPO__SECRET_KEY"] = "test-secret-key-not-for-production"
 os.environ["AIRFLOW__TEMPO__BASE_URL"] = "http://tempo.example.test"
+# In-process tests tick the clock by hand (``Clock.tick``); the stacks of the e2e tests run their own.
+os.environ["AIRFLOW__TEMPO__CLOCK_INTERVAL"] = "0"
 # Airflow users of the web tests: people of the demo directory, a viewer, and a stranger.
 os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = "tests.web.restricted_auth.RestrictedSimpleAuthManager"
 os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = (
@@ -76,3 +80,17 @@ def store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AIRFLOW__TEMPO__SQL_ALCHEMY_CONN", store_url)
     upgrade(store_url)
     return store_url
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata() -> None:
+    """Airflow's metadata database of the test process, migrated, with the project's DAGs."""
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *command],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tempo.sla import SLA, next_timer_at
 from tempo.store.processes import ensure_process
 from tempo.store.tasks import TaskSpec, open_task
 
@@ -33,6 +34,9 @@ def make_task(session: Session, process=None, **overrides: Any):
         "form_schema": {"fields": [{"name": "answer", "type": "text"}]},
     }
     fields.update(overrides)
+    if fields.get("sla_policy") and fields.get("due_at") and "sla_next_at" not in fields:
+        # As a step opens it: the clock finds the task by its first timer.
+        fields["sla_next_at"] = next_timer_at(SLA.from_dict(fields["sla_policy"]), fields["due_at"])
     task, _ = open_task(session, TaskSpec(**fields))
     session.flush()
     return task

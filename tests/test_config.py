@@ -8,10 +8,10 @@ from tempo import config
 
 
 def test_env_overrides_are_read_lazily(monkeypatch):
-    monkeypatch.setenv("AIRFLOW__TEMPO__POLL_INTERVAL", "0.25")
-    assert config.poll_interval() == 0.25
-    monkeypatch.setenv("AIRFLOW__TEMPO__POLL_INTERVAL", "2")
-    assert config.poll_interval() == 2.0
+    monkeypatch.setenv("AIRFLOW__TEMPO__CLOCK_INTERVAL", "0.25")
+    assert config.clock_interval() == 0.25
+    monkeypatch.setenv("AIRFLOW__TEMPO__CLOCK_INTERVAL", "2")
+    assert config.clock_interval() == 2.0
 
 
 def test_defaults_are_used_when_unset(monkeypatch):

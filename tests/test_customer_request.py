@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from tempo import sla_timers
 from tempo.directory import load_directory_file
-from tempo.steps.trigger import answer_of
+from tempo.steps.events import answer_of
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import OutboxMessage, Process, TaskStatus
 from tempo.store.tasks import find_task

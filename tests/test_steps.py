@@ -4,6 +4,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import select
 
 from tempo import (
     Checkbox,
@@ -149,26 +150,27 @@ def test_unresolvable_assignments_say_why(directory, assignment):
             assignment.resolve(session, proc, None)
 
 
-def test_execute_creates_one_task_and_returns_a_stored_answer_without_deferring(directory, monkeypatch):
+def test_execute_creates_one_task_and_returns_a_stored_answer_without_parking(directory, monkeypatch):
     """A retry (or a second run of execute) never duplicates the task; a completed one is returned."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.sdk.exceptions import TaskAwaitingInput
 
     from tempo.store.models import Task
     from tempo.store.tasks import complete_task
 
     monkeypatch.setattr("tempo.steps.work.send_now", lambda keys: None)
     step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra", form=Form(answer=Text()))
-    dag_run = SimpleNamespace(dag_id="d", run_id="r1", conf={"requester": "rob"}, triggering_user_name=None)
-    ti = SimpleNamespace(dag_id="d", run_id="r1", task_id="ask", map_index=-1)
-    context = {"ti": ti, "dag_run": dag_run, "dag": None}
+    context = _context("r1")
 
-    with pytest.raises(TaskDeferred) as deferred:
+    with pytest.raises(TaskAwaitingInput) as parked:
         step.execute(context)
-    with pytest.raises(TaskDeferred):
+    with pytest.raises(TaskAwaitingInput):
         step.execute(context)
-    task_pk = deferred.value.trigger.task_pk
+    # Parked like Airflow's own HITL operators: resumed in execute_complete, timed out by the
+    # scheduler after the step's timeout (a year by default).
+    assert parked.value.method_name == "execute_complete"
+    assert parked.value.timeout == timedelta(days=365)
     with read_session() as session:
-        assert len(session.query(Task).all()) == 1
+        (task_pk,) = session.scalars(select(Task.id)).all()
     with write_session() as session:
         complete_task(session, task_pk, actor="sandra", result={"answer": "42"})
 
@@ -178,6 +180,59 @@ def test_execute_creates_one_task_and_returns_a_stored_answer_without_deferring(
         and answer["completed_by"] == "sandra"
         and answer["task"] == task_pk
     )
-    # An event without the answer (an older trigger) falls back to the store; one with it does not.
+    # A wake without the answer falls back to the store; one with it does not.
     assert step.execute_complete(context, {"status": "closed", "task_pk": task_pk}) == answer
     assert step.execute_complete(context, {"status": "closed", "task_pk": 0, "answer": answer}) == answer
+    # The scheduler's timeout event carries no task: the step finds its own, and an answer that
+    # arrived just before the timeout stands.
+    assert step.execute_complete(context, {"error": "timed out", "error_type": "timeout"}) == answer
+
+
+def _context(run_id: str) -> dict:
+    dag_run = SimpleNamespace(dag_id="d", run_id=run_id, conf={"requester": "rob"}, triggering_user_name=None)
+    ti = SimpleNamespace(dag_id="d", run_id=run_id, task_id="ask", map_index=-1)
+    return {"ti": ti, "dag_run": dag_run, "dag": None}
+
+
+def test_a_timeout_with_nobody_answering_fails_the_step_without_retry(directory, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSensorTimeout, TaskAwaitingInput
+
+    from tempo.steps.human import StepTimedOut
+
+    monkeypatch.setattr("tempo.steps.work.send_now", lambda keys: None)
+    step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra", timeout=60)
+    context = _context("r-timeout")
+    with pytest.raises(TaskAwaitingInput) as parked:
+        step.execute(context)
+    assert parked.value.timeout == timedelta(seconds=60)
+    with pytest.raises(StepTimedOut) as timed_out:
+        step.execute_complete(context, {"error": "timed out", "error_type": "timeout"})
+    assert isinstance(timed_out.value, AirflowSensorTimeout)  # Airflow does not retry it
+
+
+def test_a_step_deferred_by_an_older_tempo_parks_again_or_finishes(directory, monkeypatch):
+    """The retired trigger fires at once; the step then waits the new way, or takes the answer."""
+    import asyncio
+
+    from airflow.sdk.exceptions import TaskAwaitingInput
+
+    from tempo.steps.trigger import HumanStepTrigger
+    from tempo.store.models import Task
+    from tempo.store.tasks import complete_task
+
+    monkeypatch.setattr("tempo.steps.work.send_now", lambda keys: None)
+    step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra")
+    context = _context("r-legacy")
+    with pytest.raises(TaskAwaitingInput):
+        step.execute(context)
+    with read_session() as session:
+        (task_pk,) = session.scalars(select(Task.id).where(Task.run_id == "r-legacy")).all()
+    # The kwargs an older Tempo stored with its trigger rows.
+    trigger = HumanStepTrigger(task_pk=task_pk, poll_interval=None, has_sla=True)
+    event = asyncio.run(trigger.run().__anext__())
+
+    with pytest.raises(TaskAwaitingInput):
+        step.execute_complete(context, event.payload)
+    with write_session() as session:
+        complete_task(session, task_pk, actor="sandra", result={})
+    assert step.execute_complete(context, event.payload)["completed_by"] == "sandra"

@@ -70,9 +70,9 @@ def complete(
         refresh_current_step(session, done.process_id)
     woke = False
     if wake:
-        from tempo.steps.resume import wake_step
+        from tempo.steps.resume import Wake, wake_step
 
-        woke = wake_step(done)
+        woke = wake_step(done) is Wake.WOKEN
     return Completed(task=done, woke_step=woke)
 
 

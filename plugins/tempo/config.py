@@ -81,9 +81,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("templates_folder", "include/templates of the project", "Folder of the page and email templates."),
     Option("timezone", "[core] default_timezone", "Timezone for due dates and dates in email."),
     Option(
-        "poll_interval",
-        "1.0",
-        "Seconds between the waiting-step poller's store queries (PostgreSQL also wakes it by NOTIFY).",
+        "clock_interval",
+        "5",
+        "Seconds between the clock's ticks in each API server (SLA timers, owed wakes, the outbox "
+        "sweep; one API server at a time holds the clock). 0 turns the clock off in this process.",
     ),
     Option(
         "attachments_path",
@@ -94,7 +95,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "outbox_sweep_interval",
         "30",
-        "Seconds between the triggerer's retries of undelivered email (while steps wait).",
+        "Seconds between the clock's retries of undelivered email.",
     ),
     Option(
         "working_days",
@@ -187,8 +188,8 @@ def timezone() -> str:
     return "UTC" if name.lower() == "utc" else name
 
 
-def poll_interval() -> float:
-    return float(_get("poll_interval", _DEFAULTS["poll_interval"]))
+def clock_interval() -> float:
+    return float(_get("clock_interval", _DEFAULTS["clock_interval"]))
 
 
 def attachments_path() -> str:

@@ -133,6 +133,7 @@ class AirflowStack:
             "AIRFLOW__TEMPO__SQL_ALCHEMY_CONN": str(self.store_url),
             "AIRFLOW__TEMPO__BASE_URL": self.base_url,
             "AIRFLOW__TEMPO__SECRET_KEY": keys["tempo"],
+            "AIRFLOW__TEMPO__CLOCK_INTERVAL": "5",
             "PYTHONUNBUFFERED": "1",
         }
         if str(self.metadata_url).startswith("postgresql"):

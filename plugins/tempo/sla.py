@@ -1,14 +1,16 @@
 """SLA policies of human steps: when a task is due, who is reminded, who it escalates to, how it ends.
 
 A policy is declared on the step (``HumanStep(sla=SLA(...))``), stored with the task as JSON
-(``to_dict``), and turned into a schedule of timers (``timers``) that the step's trigger waits for
-alongside the completion. Each timer fires at most once per task: ``tempo.sla_timers.fire`` records
-it in ``tempo_sla_fired`` (primary key task + timer) in the same transaction as its emails, so a
-restarted or duplicated trigger never repeats one and never loses one.
+(``to_dict``), and turned into a schedule of timers (``timers``); the task row keeps the moment of
+the next one (``sla_next_at``), by which the clock (``tempo.clock``) finds what is due. Each timer
+fires at most once per task: ``tempo.sla_timers`` records it in ``tempo_sla_fired`` (primary key
+task + timer) in the same transaction as its emails, so a restarted or second clock never repeats
+one and never loses one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -154,3 +156,8 @@ def timers(policy: SLA, due_at: datetime) -> list[Timer]:
     if policy.expire_after is not None:
         schedule.append(Timer(due_at + policy.expire_after, "expire", "expire"))
     return sorted(schedule)
+
+
+def next_timer_at(policy: SLA, due_at: datetime, fired: Collection[str] = ()) -> datetime | None:
+    """When the first timer not in ``fired`` is due; None once every timer has fired."""
+    return next((timer.at for timer in timers(policy, due_at) if timer.name not in fired), None)

@@ -1,14 +1,16 @@
 """Firing SLA timers: reminders, the overdue mark, escalations and expiry of one task.
 
-The step's trigger calls ``pending`` to learn what is left to fire and ``fire`` when a timer is due
-(both in a worker thread: they are blocking store calls). ``fire`` is one transaction that first
-inserts ``tempo_sla_fired(task, timer)``; a second trigger, a restarted triggerer or a retry hits
-the primary key and does nothing, so every reminder and escalation happens exactly once.
+The clock (``tempo.clock``) finds tasks whose ``sla_next_at`` has come and calls ``fire_due`` for
+each. Firing a timer (``fire``) is one transaction that first inserts ``tempo_sla_fired(task,
+timer)``, then does what the timer does and moves ``sla_next_at`` to the next unfired timer; a
+second clock or a retry hits the primary key and does nothing, so every reminder and escalation
+happens exactly once.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from tempo import directory, links
 from tempo.assignment import Resolved
 from tempo.mail.outbox import enqueue
 from tempo.mail.render import render_mail
-from tempo.sla import SLA, Escalate, Timer, timers
+from tempo.sla import SLA, Escalate, Timer, next_timer_at, timers
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
@@ -47,6 +49,10 @@ def _waiting_with_sla(session: Session, task_pk: int) -> tuple[Task, SLA, dateti
     return task, SLA.from_dict(task.sla_policy), task.due_at
 
 
+def _fired(session: Session, task_pk: int) -> set[str]:
+    return set(session.scalars(select(SlaFired.timer).where(SlaFired.task_id == task_pk)))
+
+
 def pending(task_pk: int) -> list[tuple[datetime, str]]:
     """The task's timers that have not fired yet, in firing order (empty without an SLA)."""
     with read_session() as session:
@@ -54,8 +60,42 @@ def pending(task_pk: int) -> list[tuple[datetime, str]]:
         if found is None:
             return []
         _, policy, due_at = found
-        fired = set(session.scalars(select(SlaFired.timer).where(SlaFired.task_id == task_pk)))
+        fired = _fired(session, task_pk)
         return [(t.at, t.name) for t in timers(policy, due_at) if t.name not in fired]
+
+
+@dataclass
+class Fired:
+    """What ``fire_due`` did to one task."""
+
+    #: Outbox keys of the messages queued, to deliver at once.
+    outbox_keys: list[str] = field(default_factory=list)
+    #: The task was closed by its expiry: its waiting step is owed a wake.
+    closed: bool = False
+
+
+def fire_due(task_pk: int, now: datetime | None = None) -> Fired:
+    """Fire every timer of the task due by ``now``, in order, each once; then store when the next
+    one is due (nothing, once all have fired or the task is closed)."""
+    now = now or utcnow()
+    result = Fired()
+    for at, name in pending(task_pk):
+        if at > now:
+            break
+        result.outbox_keys += fire(task_pk, name)
+    with write_session() as session:
+        task = session.get(Task, task_pk)
+        if task is None:
+            return result
+        if task.status not in ACTIVE_TASK_STATUSES:
+            result.closed = True
+            task.sla_next_at = None
+            return result
+        found = _waiting_with_sla(session, task_pk)
+        task.sla_next_at = (
+            next_timer_at(found[1], found[2], _fired(session, task_pk)) if found is not None else None
+        )
+    return result
 
 
 def _holders(session: Session, task: Task) -> list[Person]:
@@ -124,7 +164,8 @@ def fire(task_pk: int, timer_name: str) -> list[str]:
             with session.begin_nested():
                 session.add(SlaFired(task_id=task.id, timer=timer.name))
         except IntegrityError:
-            return []  # fired already, by another trigger or before a restart
+            return []  # fired already, by another clock or before a restart
+        task.sla_next_at = next_timer_at(policy, due_at, _fired(session, task.id))
         process = session.get_one(Process, task.process_id)
         late = utcnow() >= due_at
         if timer.kind == "due":

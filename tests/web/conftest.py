@@ -6,9 +6,6 @@ it, so the start catalog and the route maps read real serialized DAGs.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -27,19 +24,6 @@ ROLES = {
     "vera": "viewer",
     "stranger": "user",
 }
-
-
-@pytest.fixture(scope="session")
-def airflow_metadata() -> None:
-    for command in (["db", "migrate"], ["dags", "reserialize"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", *command],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ),
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
 
 
 @pytest.fixture(scope="session")

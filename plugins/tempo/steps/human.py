@@ -1,13 +1,17 @@
-"""``HumanStep``: a step a person performs, as a deferrable sensor on Tempo's task table.
+"""``HumanStep``: a step a person performs, waiting on Tempo's task table.
 
 ``execute()`` writes the task row (once, however often the step runs), queues the assignment email
-through the outbox, then defers to ``HumanStepTrigger`` and frees its worker slot. When the person
-acts, the step resumes in ``execute_complete()`` and returns the answer as XCom::
+through the outbox, then parks the task instance in Airflow's ``awaiting_input`` state, the way
+Airflow's own human-in-the-loop operators wait: no worker slot, no trigger, no triggerer. When the
+task closes, ``wake_step()`` resumes the step from the server process that closed it (or the clock,
+if that wake was lost) and ``execute_complete()`` returns the answer as XCom::
 
     {"form": {...}, "outcome": "approve", "completed_by": "sandra", "completed_at": "...", "task": 42}
 
+SLA timers do not need the step: the clock fires them from the store.
+
 A stale executor event in Airflow 3.3 (apache/airflow#71580, #72716) can fail a task that resumes
-within seconds of deferring. ``HumanStep`` therefore retries by default, and a retry of a step whose
+within seconds of parking. ``HumanStep`` therefore retries by default, and a retry of a step whose
 task is already completed returns the stored answer at once: the person's answer is never lost and
 never asked for twice.
 """
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, BranchMixIn
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from tempo.assignment import Assignment, as_assignment
 from tempo.forms import Form
@@ -54,6 +58,10 @@ class StepStoreError(AirflowException):
     """Tempo's store lost track of the task."""
 
 
+class StepTimedOut(AirflowSensorTimeout):
+    """Nobody answered within the step's ``timeout``."""
+
+
 class HumanStep(BaseSensorOperator, BranchMixIn):
     """Wait for a person to fill in a form (and choose an outcome) in Tempo.
 
@@ -71,7 +79,9 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         ``EmailClient(or_attachment=True)``; completion is refused until it is.
     :param mail_template: template in ``include/templates/mail`` for the assignment email.
     :param mail_attachments: send the process's files with the assignment email (a claim to review).
-    :param poll_interval: seconds between store checks while waiting (default ``[tempo] poll_interval``).
+    :param timeout: seconds the step waits at most (default a year); then it fails.
+    :param deferrable: wait parked in ``awaiting_input`` (True) or in Airflow's poke/reschedule
+        sensor mode, which looks the task up every ``poke_interval`` (False).
     """
 
     template_fields: Sequence[str] = ("title", "instructions")
@@ -91,7 +101,6 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         required_action: RequiredAction | None = None,
         mail_template: str = "task_assigned",
         mail_attachments: bool = False,
-        poll_interval: float | None = None,
         deferrable: bool = True,
         retries: int | None = 6,
         retry_delay: timedelta | float = _RETRY_DELAY,
@@ -134,7 +143,6 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         self.required_action = required_action
         self.mail_template = mail_template
         self.mail_attachments = mail_attachments
-        self.poll_interval = poll_interval
         self.deferrable = deferrable
 
     def task_form_schema(self) -> dict[str, Any]:
@@ -149,7 +157,6 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
     # --- running ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
-        from tempo.steps.trigger import HumanStepTrigger
         from tempo.steps.work import open_step
 
         task = open_step(self, context)
@@ -158,25 +165,41 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
             return self._finish(context, task)
         if not self.deferrable:
             return super().execute(context)
-        self.log.info("[tempo] waiting for task %s (%s)", task.id, task.title)
-        self.defer(
-            trigger=HumanStepTrigger(
-                task_pk=task.id, poll_interval=self.poll_interval, has_sla=task.sla_policy is not None
-            ),
-            method_name="execute_complete",
-        )
+        self._park(task)
+
+    def _park(self, task: Task) -> None:
+        from airflow.sdk.exceptions import TaskAwaitingInput
+
+        self.log.info("[tempo] task %s (%s) awaits input", task.id, task.title)
+        # The scheduler resumes the step with a timeout event once ``timeout`` passes (its
+        # ``check_awaiting_input_timeouts`` sweep); until then only a wake does.
+        raise TaskAwaitingInput(method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        if event.get("status") == "error":
-            raise StepStoreError(event.get("message", "Tempo task lost"))
-        if event.get("answer"):
-            # The event carries the answer: no store round trip on the way back.
+        if event.get("status") == "closed" and event.get("answer"):
+            # The wake carries the answer: no store round trip on the way back.
             return self._deliver(context, event["answer"])
         from tempo.store.engine import read_session
-        from tempo.store.tasks import get_task
+        from tempo.store.tasks import TaskNotFound, get_task
 
+        task_pk = event.get("task_pk")
         with read_session() as session:
-            task = get_task(session, int(event["task_pk"]))
+            try:
+                task = get_task(session, int(task_pk)) if task_pk is not None else None
+            except TaskNotFound:
+                task = None
+            if task is None:
+                from tempo.steps.work import step_key
+                from tempo.store.tasks import find_task
+
+                task = find_task(session, *step_key(context))
+        if task is None:
+            raise StepStoreError("Tempo task lost (was the store reset?)")
+        if task.status.value in _WAITING:
+            if event.get("error_type") == "timeout":
+                raise StepTimedOut(f"Tempo task {task.id}: nobody answered within {self.timeout:.0f}s")
+            if event.get("status") == "repark":
+                self._park(task)  # a step an older Tempo parked on a trigger
         return self._finish(context, task)
 
     def poke(self, context: Any) -> PokeReturnValue:
@@ -192,7 +215,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, task))
 
     def _finish(self, context: Any, task: Task) -> dict[str, Any]:
-        from tempo.steps.trigger import answer_of
+        from tempo.steps.events import answer_of
 
         if task.status.value == "cancelled":
             raise StepCancelled(f"Tempo task {task.id} was cancelled")

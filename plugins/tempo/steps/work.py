@@ -18,6 +18,7 @@ from tempo import directory, links
 from tempo.assignment import AssignmentError, Resolved
 from tempo.mail.outbox import deliver_pending, enqueue
 from tempo.mail.render import render_mail
+from tempo.sla import next_timer_at
 from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
 from tempo.store.engine import write_session
 from tempo.store.models import Attachment, Process, Task, utcnow
@@ -121,6 +122,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
         except AssignmentError as exc:
             raise AirflowException(f"{task_id}: cannot assign the step: {exc}") from None
         now = utcnow()
+        due_at = step.sla.due_at(now, _calendar_of(session, resolved)) if step.sla else None
         spec = TaskSpec(
             process_id=process.id,
             dag_id=dag_id,
@@ -134,8 +136,9 @@ def open_step(step: HumanStep, context: Any) -> Task:
             assignee=resolved.assignee,
             candidate_role=resolved.role,
             candidate_unit=resolved.unit,
-            due_at=step.sla.due_at(now, _calendar_of(session, resolved)) if step.sla else None,
+            due_at=due_at,
             sla_policy=step.sla.to_dict() if step.sla else None,
+            sla_next_at=next_timer_at(step.sla, due_at) if step.sla and due_at else None,
         )
         task, changed = open_task(session, spec)
         if changed:

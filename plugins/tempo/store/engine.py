@@ -1,4 +1,4 @@
-"""Connections to Tempo's store: a sync engine for workers, web and CLI, an async one for triggers.
+"""Connections to Tempo's store: one engine per URL for workers, the web, the clock and the CLI.
 
 Engines are created on first use (never at import) and cached per URL. SQLite is the default store,
 shared by several Airflow processes at once, so every SQLite connection runs in WAL mode with a busy
@@ -8,16 +8,13 @@ instead of one failing with "database is locked" when it upgrades a read lock.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session
 
 from tempo import config
@@ -28,24 +25,12 @@ _lock = threading.Lock()
 
 
 def sync_url(url: str) -> str:
-    """The URL with a sync driver: psycopg 3 is Tempo's one PostgreSQL driver, sync and async."""
+    """The URL with Tempo's drivers: psycopg 3 for PostgreSQL, the standard library's for SQLite."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif parsed.get_backend_name() == "sqlite":
         parsed = parsed.set(drivername="sqlite")
-    return parsed.render_as_string(hide_password=False)
-
-
-def async_url(url: str) -> str:
-    parsed = make_url(sync_url(url))
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
-    elif backend == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    else:
-        raise ValueError(f"Tempo's store supports SQLite and PostgreSQL, not {backend!r}")
     return parsed.render_as_string(hide_password=False)
 
 
@@ -107,37 +92,6 @@ def write_session(url: str | None = None) -> Iterator[Session]:
         yield session
 
 
-# --- async (triggers) ------------------------------------------------------------------------------
-
-# Keyed by the loop object (weakly): async engines may not cross event loops.
-_async_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _async_sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.close()
-
-
-def get_async_engine(url: str | None = None) -> AsyncEngine:
-    """The async engine for the running event loop (engines may not cross loops)."""
-    url = async_url(url or config.store_url())
-    with _lock:
-        per_loop = _async_engines.setdefault(asyncio.get_running_loop(), {})
-        engine = per_loop.get(url)
-        if engine is None:
-            if make_url(url).get_backend_name() == "sqlite":
-                engine = create_async_engine(url, connect_args={"timeout": 30})
-                event.listen(engine.sync_engine, "connect", _async_sqlite_on_connect)
-            else:
-                engine = create_async_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=3)
-            per_loop[url] = engine
-        return engine
-
-
 def dispose_all() -> None:
     """Close pooled sync connections and forget the engines (tests, processes that fork)."""
     with _lock:
@@ -145,11 +99,3 @@ def dispose_all() -> None:
         _engines.clear()
     for engine in engines:
         engine.dispose()
-
-
-async def dispose_async() -> None:
-    """Close the running loop's async engines (tests; a triggerer's loop lives as long as the process)."""
-    with _lock:
-        engines = list(_async_engines.pop(asyncio.get_running_loop(), {}).values())
-    for engine in engines:
-        await engine.dispose()

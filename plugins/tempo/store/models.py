@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -76,6 +77,8 @@ class TaskStatus(enum.StrEnum):
 ACTIVE_TASK_STATUSES = (TaskStatus.OPEN, TaskStatus.CLAIMED)
 #: A task in one of these states is done; its waiting step resumes.
 CLOSED_TASK_STATUSES = (TaskStatus.COMPLETED, TaskStatus.REJECTED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
+#: Closed tasks whose waiting step has not been woken yet (the partial index of the clock's sweep).
+WAKE_OWED = "woken_at IS NULL AND status IN ('completed', 'rejected', 'cancelled', 'expired')"
 
 
 class ProcessStatus(enum.StrEnum):
@@ -259,9 +262,29 @@ class Task(Base):
     completed_by: Mapped[str | None] = mapped_column(String(150))
     #: Bumped by every state change; updates compare and set it so concurrent writers cannot both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
+    #: When the task's next unfired SLA timer is due; None without an SLA, once all fired, and once
+    #: the task is closed. The clock fires what is due by this column (``tempo.clock``).
+    sla_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: When the step waiting on this closed task was woken, or found no longer waiting. A closed
+    #: task without it is a wake still owed: the clock delivers it (``tempo.clock``).
+    woken_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         UniqueConstraint("dag_id", "run_id", "task_id", "map_index"),
+        # Partial indexes: the clock's two sweeps read only the few rows they concern, however
+        # many tasks wait or have ever closed (migration 0005).
+        Index(
+            "ix_tempo_task_sla_next_at",
+            "sla_next_at",
+            sqlite_where=text("sla_next_at IS NOT NULL"),
+            postgresql_where=text("sla_next_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_tempo_task_wake_owed",
+            "completed_at",
+            sqlite_where=text(WAKE_OWED),
+            postgresql_where=text(WAKE_OWED),
+        ),
         Index(None, "status", "assignee"),
         Index(None, "status", "candidate_role"),
         Index(None, "status", "candidate_unit"),
@@ -273,6 +296,19 @@ class Task(Base):
         Index(None, "completed_at"),
         CheckConstraint("version >= 1", name="version_positive"),
     )
+
+
+class Lease(Base):
+    """Who runs a job that must run in one place at a time (the clock), until when.
+
+    A holder renews its lease while it runs; when it dies the lease runs out and another takes it.
+    """
+
+    __tablename__ = "tempo_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class TaskEvent(Base):

@@ -3,7 +3,8 @@
 A state change is a single ``UPDATE ... WHERE id = :id AND version = :v AND status IN (...)``: of two
 writers holding the same version exactly one updates a row, the other gets ``TaskConflict``
 (a 409 on the web). Each change bumps ``version`` and writes a history event in the same transaction.
-On PostgreSQL, closing a task also sends ``NOTIFY tempo_task_closed`` so waiting triggers wake at once.
+Closing a task clears its SLA schedule (``sla_next_at``); its waiting step is then owed a wake
+(``woken_at`` is empty) until ``tempo.steps.resume`` delivers it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,8 +28,6 @@ from tempo.store.models import (
     TaskStatus,
     utcnow,
 )
-
-NOTIFY_CHANNEL = "tempo_task_closed"
 
 
 class TaskNotFound(LookupError):
@@ -61,6 +60,8 @@ class TaskSpec:
     candidate_unit: str | None = None
     due_at: datetime | None = None
     sla_policy: dict[str, Any] | None = None
+    #: The first SLA timer's moment (``tempo.sla.next_timer_at``), None without an SLA.
+    sla_next_at: datetime | None = None
 
 
 def record_event(
@@ -115,6 +116,7 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
             candidate_unit=spec.candidate_unit,
             due_at=spec.due_at,
             sla_policy=spec.sla_policy,
+            sla_next_at=spec.sla_next_at,
         )
         try:
             with session.begin_nested():
@@ -154,6 +156,8 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
                 "candidate_unit": spec.candidate_unit,
                 "due_at": spec.due_at,
                 "sla_policy": spec.sla_policy,
+                "sla_next_at": spec.sla_next_at,
+                "woken_at": None,
                 "claimed_by": None,
                 "claimed_at": None,
                 "completed_at": None,
@@ -184,10 +188,13 @@ def transition(
     conditions = [Task.id == task_id, Task.status.in_(list(from_statuses))]
     if expected_version is not None:
         conditions.append(Task.version == expected_version)
+    values = dict(values or {})
+    if to_status in CLOSED_TASK_STATUSES:
+        values.update(sla_next_at=None, woken_at=None)
     statement = (
         update(Task)
         .where(*conditions)
-        .values(status=to_status, version=Task.version + 1, **(values or {}))
+        .values(status=to_status, version=Task.version + 1, **values)
         .execution_options(synchronize_session=False)
     )
     if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
@@ -199,10 +206,6 @@ def transition(
     record_event(
         session, process_id=task.process_id, task_id=task.id, kind=kind, actor=actor, details=details
     )
-    if to_status in CLOSED_TASK_STATUSES and session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": str(task_id)}
-        )
     return task
 
 
