@@ -8,7 +8,7 @@ LocalExecutor, scaled out the way production runs: two triggerers and two API se
 2. while it is down, complete half of the waiting steps the way people do: through the web API of
    a live API server (``POST /tempo/api/v1/tasks/{id}/complete``, which wakes the step at once),
    and one in five straight in the store without waking, as if the wake had failed, so that only
-   a trigger can notice it;
+   the clock (in whichever API server holds its lease) can notice it;
 3. start it again and wait until every completed step has resumed.
 
 Counted per component: steps waiting, completed while down, resumed with the right answer (the
@@ -117,7 +117,7 @@ def open_steps(stack: AirflowStack, ref: str, steps: int, runs: int) -> list[str
 
 
 def waiting_steps(stack: AirflowStack, run_ids: list[str]) -> list[Step]:
-    """Steps that are open in Tempo and deferred in Airflow."""
+    """Steps that are open in Tempo and awaiting input in Airflow."""
     from sqlalchemy import select
 
     from tempo.store.engine import read_session
@@ -134,7 +134,7 @@ def waiting_steps(stack: AirflowStack, run_ids: list[str]) -> list[Step]:
         (
             Step(pk, run_id, index, title)
             for pk, run_id, index, title in tasks
-            if instances.get((run_id, index), ("",))[0] == "deferred"
+            if instances.get((run_id, index), ("",))[0] == "awaiting_input"
         ),
         key=lambda s: s.task_pk,
     )
@@ -278,13 +278,14 @@ def inject_fault(
     result.completions = complete_steps(stack, chosen, live_server)
     log(f"  completions: {result.completions}")
     if component == "triggerer":
-        # No triggerer at all: the steps woken by the API server resume anyway.
-        woken = {(s.run_id, s.map_index) for n, s in enumerate(chosen) if not store_only(n)}
+        # No triggerer at all, and none needed: the API server wakes the steps it completes, and
+        # the clock delivers the wakes of the completions made only in the store.
+        every = {(s.run_id, s.map_index) for s in chosen}
         wait_until(
-            lambda: all(step_instances(stack, run_ids).get(k, ("",))[0] == "success" for k in woken),
+            lambda: all(step_instances(stack, run_ids).get(k, ("",))[0] == "success" for k in every),
             timeout=timeout,
             interval=1,
-            what="the woken steps to resume without a triggerer",
+            what="the completed steps to resume without a triggerer",
         )
     time.sleep(max(0.0, down_for - (time.monotonic() - killed_at)))
     while_down = step_instances(stack, run_ids)
@@ -347,7 +348,7 @@ def _count(
         result.max_tries = max(result.max_tries, tries)
     for step in others:
         state, tries = instances.get((step.run_id, step.map_index), ("none", 0))
-        if state == "deferred":
+        if state == "awaiting_input":
             result.still_waiting += 1
         else:
             result.woken_without_answer += 1

@@ -1,8 +1,8 @@
 """The clock: what Tempo must do while nobody acts.
 
 Waiting steps hold nothing in Airflow (they are parked in ``awaiting_input``), so something else
-must keep time for them. Every API server runs the clock in the background of Tempo's web app
-(``lifespan`` below; Airflow enters the lifespan of every plugin app it mounts). One of them at a
+must keep time for them. Every API server process runs the clock in the background for as long as
+it serves (``running()``, entered by the plugin's ``ClockLifespan`` middleware). One of them at a
 time holds the clock's lease in the store and, each ``[tempo] clock_interval``:
 
 - fires the SLA timers that are due (reminders, overdue marks, escalations, expiry): one indexed
@@ -27,7 +27,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -171,8 +170,8 @@ class Clock:
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: Any) -> AsyncIterator[None]:
-    """Run the clock for as long as the web app runs (each API server process)."""
+async def running() -> AsyncIterator[None]:
+    """Run the clock in the background of the enclosed block (an API server process's lifespan)."""
     interval = config.clock_interval()
     if interval <= 0:
         yield

@@ -1,8 +1,10 @@
-"""The Airflow plugin: Tempo's web app at ``/tempo``, its entries in Airflow's navigation, its listeners.
+"""The Airflow plugin: Tempo's web app at ``/tempo``, its entries in Airflow's navigation, its
+listeners, and the clock that runs in every API server.
 
 Airflow loads plugins in every component, task workers included, so this module stays light: the
-web app (FastAPI, Airflow's API security, templates) is built on its first request, which only ever
-happens in the API server. Importing this module has no side effects: no tables, no connections.
+web app (FastAPI, Airflow's API security, templates) is built on its first request, and the clock
+(``tempo.clock``) starts with the API server's ASGI lifespan; both only ever happen in the API
+server. Importing this module has no side effects: no tables, no connections.
 """
 
 from __future__ import annotations
@@ -39,10 +41,31 @@ class LazyWebApp:
         return "tempo.web.app:create_app()"
 
 
+class ClockLifespan:
+    """Root ASGI middleware: runs Tempo's clock for as long as the API server process serves.
+
+    A middleware rather than the web app's own lifespan: Airflow enters the lifespan of mounted
+    ``FastAPI`` instances only, and Tempo's app is built lazily. Every other scope passes through.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        from tempo.clock import running
+
+        async with running():
+            await self.app(scope, receive, send)
+
+
 class TempoPlugin(AirflowPlugin):
     name = "tempo"
     listeners = [listeners]
     fastapi_apps = [{"name": "Tempo", "app": LazyWebApp(), "url_prefix": URL_PREFIX}]
+    fastapi_root_middlewares = [{"name": "Tempo clock", "middleware": ClockLifespan}]
     external_views = [
         {
             "name": "Tempo inbox",

@@ -57,7 +57,7 @@ def airflow_stack(tmp_path_factory: pytest.TempPathFactory, mail) -> Iterator[Ai
         smtp_port=mail.port,
         extra_env={
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "32",
-            "AIRFLOW__TEMPO__POLL_INTERVAL": "0.5",
+            "AIRFLOW__TEMPO__CLOCK_INTERVAL": "1",
             "AIRFLOW__TEMPO__OUTBOX_SWEEP_INTERVAL": "2",
         },
     )

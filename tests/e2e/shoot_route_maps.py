@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         home=home,
         dags_folder=REPO / "dags",
         smtp_port=controller.port,
-        extra_env={"AIRFLOW__TEMPO__POLL_INTERVAL": "0.5"},
+        extra_env={"AIRFLOW__TEMPO__CLOCK_INTERVAL": "1"},
     )
     try:
         stack.prepare()

@@ -16,7 +16,7 @@ def test_cli_completion_resumes_the_step_while_the_triggerer_is_down(airflow_sta
 
     task = wait_until(lambda: open_task(run_id), what="the task")
     wait_until(
-        lambda: airflow_stack.task_states("e2e_quick_step", run_id)["ask"] == "deferred", what="deferral"
+        lambda: airflow_stack.task_states("e2e_quick_step", run_id)["ask"] == "awaiting_input", what="parking"
     )
     airflow_stack.kill("triggerer")
     try:

@@ -23,7 +23,7 @@ def test_fifty_concurrent_completions_one_winner(airflow_stack):
 
     task = wait_until(lambda: open_task(run_id), what="the task")
     wait_until(
-        lambda: airflow_stack.task_states("e2e_quick_step", run_id)["ask"] == "deferred", what="deferral"
+        lambda: airflow_stack.task_states("e2e_quick_step", run_id)["ask"] == "awaiting_input", what="parking"
     )
     token = airflow_stack.token("sandra")
     url = f"{airflow_stack.base_url}/tempo/api/v1/tasks/{task.id}/complete"

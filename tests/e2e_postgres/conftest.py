@@ -52,6 +52,7 @@ def pg_stack(
         store_url=pg_cluster.url("tempo_e2e"),
         extra_env={
             "AIRFLOW__TEMPO__OUTBOX_SWEEP_INTERVAL": "2",
+            "AIRFLOW__TEMPO__CLOCK_INTERVAL": "2",
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "16",
         },
     )

@@ -77,7 +77,7 @@ def test_one_completion_sent_to_both_api_servers_at_once_has_one_winner(pg_stack
     ref = f"SCALE-RACE-{round_}"
     run_id = pg_stack.trigger(DAG_ID, {"ref": ref}, user="rob")
     task = wait_until(lambda: open_task(run_id), timeout=120, what="the task")
-    wait_until(lambda: pg_stack.task_states(DAG_ID, run_id)["ask"] == "deferred", what="deferral")
+    wait_until(lambda: pg_stack.task_states(DAG_ID, run_id)["ask"] == "awaiting_input", what="parking")
     token = pg_stack.token("sandra")
     start = threading.Barrier(2)
     codes: dict[str, int] = {}

@@ -1,7 +1,4 @@
-"""Tempo's FastAPI app, mounted by the plugin at ``/tempo`` in Airflow's API server.
-
-Its lifespan runs Tempo's clock (``tempo.clock``) in every API server process.
-"""
+"""Tempo's FastAPI app, mounted by the plugin at ``/tempo`` in Airflow's API server."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from tempo import clock
 from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, has_unsafe_characters
 from tempo.web import URL_PREFIX, admin, api, email_links, pages, public
 from tempo.web import reports as report_routes
@@ -24,7 +20,6 @@ def create_app() -> FastAPI:
         version="1",
         docs_url="/docs",
         openapi_url="/openapi.json",
-        lifespan=clock.lifespan,
     )
     app.include_router(api.router)
     app.include_router(email_links.router)
