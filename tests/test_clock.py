@@ -99,6 +99,38 @@ def test_timers_fire_when_due_each_once_and_the_schedule_moves_on(directory, mon
     assert keys == [f"sla:{task.id}:escalate-1:helen", f"sla:{task.id}:remind-before:sandra"]
 
 
+def test_two_clocks_firing_at_once_without_the_lease_send_each_message_once(directory, monkeypatch):
+    """The lease keeps a second clock idle; should two fire at the same moment anyway (a lease
+    taken over from a holder that was only slow), each timer still fires once."""
+    import threading
+
+    monkeypatch.setattr("tempo.mail.outbox.deliver_pending", lambda *a, **k: _NoDelivery())
+    opened = utcnow()
+    with write_session() as session:
+        tasks = [_sla_task(session, opened, task_id=f"step-{n}") for n in range(5)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def fire(clock: Clock) -> None:
+        barrier.wait()
+        try:
+            clock.fire_due_timers(opened + timedelta(minutes=16))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fire, args=(Clock(holder=h, interval=5),)) for h in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with read_session() as session:
+        keys = list(session.scalars(select(OutboxMessage.dedup_key)))
+    assert len(keys) == len(set(keys)) == 2 * len(tasks)  # a reminder and an escalation each
+    for task in tasks:
+        assert _fired(task.id) == ["due", "escalate-1", "remind-before"]
+
+
 def test_expiry_closes_the_task_and_clears_its_schedule(directory, monkeypatch):
     monkeypatch.setattr("tempo.mail.outbox.deliver_pending", lambda *a, **k: _NoDelivery())
     woken: list[int] = []

@@ -1,4 +1,5 @@
-"""Two triggerers on PostgreSQL: every reminder and escalation is emailed exactly once."""
+"""Two API servers on PostgreSQL, each running the clock: every reminder and escalation is emailed
+exactly once (one clock holds the lease; a timer fires once whoever fires it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.e2e
 RUNS = 4
 
 
-def test_no_duplicate_sla_emails_with_two_triggerers(pg_stack, pg_mail):
+def test_no_duplicate_sla_emails_with_two_clocks(pg_stack, pg_mail):
     runs = [pg_stack.trigger("e2e_sla", {"ref": f"PG-{n}"}, user="rob") for n in range(RUNS)]
 
     def all_escalated() -> bool:
@@ -24,7 +25,7 @@ def test_no_duplicate_sla_emails_with_two_triggerers(pg_stack, pg_mail):
         return all(f"[Tempo] Escalated: SLA PG-{n}" in subjects for n in range(RUNS))
 
     wait_until(all_escalated, timeout=180, interval=1, what="every escalation")
-    time.sleep(6)  # a duplicate from the other triggerer or the second sweeper would land by now
+    time.sleep(6)  # a duplicate from the other clock would land by now
     subjects = [m.subject for m in list(pg_mail.messages)]
     for n in range(RUNS):
         for kind in ("To do", "Reminder", "Escalated"):
