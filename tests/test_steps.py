@@ -236,3 +236,20 @@ def test_a_step_deferred_by_an_older_tempo_parks_again_or_finishes(directory, mo
     with write_session() as session:
         complete_task(session, task_pk, actor="sandra", result={})
     assert step.execute_complete(context, event.payload)["completed_by"] == "sandra"
+
+
+def test_a_partial_clear_keeps_the_tasks_of_steps_still_awaiting_input():
+    """When a run starts again after a partial clear, only the tasks of steps that are no longer
+    waiting or about to run are cancelled: a step parked in ``awaiting_input`` keeps its task."""
+    from tempo.listeners import _live_task_ids
+
+    dag_run = SimpleNamespace(
+        run_id="r",
+        task_instances=[
+            SimpleNamespace(task_id="parked", state="awaiting_input"),
+            SimpleNamespace(task_id="deferred_by_an_older_tempo", state="deferred"),
+            SimpleNamespace(task_id="cleared", state=None),
+            SimpleNamespace(task_id="finished", state="success"),
+        ],
+    )
+    assert _live_task_ids(dag_run) == ["parked", "deferred_by_an_older_tempo"]

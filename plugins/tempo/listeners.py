@@ -19,7 +19,9 @@ from airflow.listeners import hookimpl
 log = logging.getLogger(__name__)
 
 
-_LIVE_STATES = frozenset({"deferred", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule"})
+_LIVE_STATES = frozenset(
+    {"awaiting_input", "deferred", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule"}
+)
 
 
 def _live_task_ids(dag_run: Any) -> list[str] | None:
