@@ -70,8 +70,7 @@ def test_one_clock_at_a_time_holds_the_lease_and_a_dead_holders_runs_out(store):
         assert session.get_one(Lease, LEASE_NAME).holder == "first"
 
 
-def test_timers_fire_when_due_each_once_and_the_schedule_moves_on(directory, monkeypatch):
-    monkeypatch.setattr("tempo.mail.outbox.deliver_pending", lambda *a, **k: _NoDelivery())
+def test_timers_fire_when_due_each_once_and_the_schedule_moves_on(directory):
     opened = utcnow()
     with write_session() as session:
         task = _sla_task(session, opened)
@@ -99,12 +98,11 @@ def test_timers_fire_when_due_each_once_and_the_schedule_moves_on(directory, mon
     assert keys == [f"sla:{task.id}:escalate-1:helen", f"sla:{task.id}:remind-before:sandra"]
 
 
-def test_two_clocks_firing_at_once_without_the_lease_send_each_message_once(directory, monkeypatch):
+def test_two_clocks_firing_at_once_without_the_lease_send_each_message_once(directory):
     """The lease keeps a second clock idle; should two fire at the same moment anyway (a lease
     taken over from a holder that was only slow), each timer still fires once."""
     import threading
 
-    monkeypatch.setattr("tempo.mail.outbox.deliver_pending", lambda *a, **k: _NoDelivery())
     opened = utcnow()
     with write_session() as session:
         tasks = [_sla_task(session, opened, task_id=f"step-{n}") for n in range(5)]
@@ -132,7 +130,6 @@ def test_two_clocks_firing_at_once_without_the_lease_send_each_message_once(dire
 
 
 def test_expiry_closes_the_task_and_clears_its_schedule(directory, monkeypatch):
-    monkeypatch.setattr("tempo.mail.outbox.deliver_pending", lambda *a, **k: _NoDelivery())
     woken: list[int] = []
     monkeypatch.setattr("tempo.steps.resume._resume", lambda task: woken.append(task.id) or _woken())
     opened = utcnow()
@@ -194,46 +191,58 @@ def test_a_wake_outside_airflow_is_not_owed_forever(directory, airflow_metadata)
     assert _task(task.id).woken_at is not None
 
 
-def test_the_outbox_is_swept_with_no_step_waiting(store, monkeypatch):
+@pytest.fixture
+def smtp(monkeypatch):
     from tempo import mailcatcher
 
     controller, handler = mailcatcher.start()
+    handler.controller = controller
     monkeypatch.setenv(
         "AIRFLOW_CONN_SMTP_DEFAULT",
         f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {controller.port}, '
         '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 5}}',
     )
-    monkeypatch.setenv("AIRFLOW__TEMPO__OUTBOX_SWEEP_INTERVAL", "30")
-    try:
-        with write_session() as session:
-            enqueue(
-                session,
-                dedup_key="k1",
-                to=["rob@example.com"],
-                mail=RenderedMail(subject="Hello", text="Hi", html=None),
-            )
-        clock = Clock(holder="c", interval=5)
-        now = utcnow()
-        assert clock.tick(now).mails_sent == 1
-        with write_session() as session:
-            enqueue(
-                session,
-                dedup_key="k2",
-                to=["rob@example.com"],
-                mail=RenderedMail(subject="Again", text="Hi", html=None),
-            )
-        assert clock.tick(now + timedelta(seconds=5)).mails_sent == 0  # not yet: every 30 s
-        assert clock.tick(now + timedelta(seconds=31)).mails_sent == 1
-        assert [m.subject for m in handler.messages] == ["Hello", "Again"]
-        with read_session() as session:
-            statuses = set(session.scalars(select(OutboxMessage.status)))
-        assert statuses == {OutboxStatus.SENT}
-    finally:
-        controller.stop()
+    yield handler
+    handler.controller.stop()
 
 
-class _NoDelivery:
-    sent = 0
+def _queue(dedup_key: str, subject: str) -> None:
+    with write_session() as session:
+        enqueue(session, dedup_key=dedup_key, to=["rob@example.com"], mail=RenderedMail(subject, "Hi", ""))
+
+
+def test_the_outbox_is_swept_with_no_step_waiting(store, smtp):
+    clock = Clock(holder="c", interval=5)
+    _queue("k1", "Hello")
+    assert clock.sweep_outbox() == 0  # not the lease holder: nothing
+    assert clock.tick().held
+    assert clock.sweep_outbox() == 1
+    assert [m.subject for m in smtp.messages] == ["Hello"]
+    with read_session() as session:
+        assert set(session.scalars(select(OutboxMessage.status))) == {OutboxStatus.SENT}
+
+
+def test_retries_go_out_as_soon_as_smtp_answers_again(store, smtp):
+    """A message that failed during an outage waits for its back-off; once SMTP answers again the
+    next sweep sends it, once, however long the back-off still had to run."""
+    from tempo.mail.outbox import deliver_pending
+    from tempo.mailcatcher import restarted
+
+    smtp.controller.stop()
+    _queue("k1", "During the outage")
+    for _ in range(4):  # four failed attempts: the next one is 40 s away
+        with write_session() as session:
+            session.execute(
+                OutboxMessage.__table__.update().values(next_attempt_at=utcnow() - timedelta(seconds=1))
+            )
+        assert deliver_pending().retrying == 1
+    clock = Clock(holder="c", interval=5)
+    clock.tick()
+    assert clock.sweep_outbox() == 0  # SMTP still down: it stays waiting
+    smtp.controller = restarted(smtp.controller)
+    assert clock.sweep_outbox() == 1
+    assert clock.sweep_outbox() == 0
+    assert [m.subject for m in smtp.messages] == ["During the outage"]
 
 
 def _woken():

@@ -9,7 +9,9 @@ time holds the clock's lease in the store and, each ``[tempo] clock_interval``:
   query on ``tempo_task.sla_next_at`` finds them, however many steps wait;
 - delivers wakes still owed: a task closed in the store whose step was not woken (the API server
   died in between, Airflow's database refused) is found by one indexed query and woken now;
-- retries undelivered email every ``[tempo] outbox_sweep_interval``, whether or not a step waits.
+- sends the mail its timers queued at once, and retries undelivered email every ``[tempo]
+  outbox_sweep_interval``, whether or not a step waits; once SMTP answers again after an outage,
+  the retries waiting for their back-off go out at once.
 
 Each of these is safe to repeat: a timer fires once (``tempo_sla_fired``), a wake resumes a step
 once (the task instance row is locked and its state read), a message is sent once per dedup key.
@@ -24,7 +26,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,33 +54,46 @@ class Tick:
     held: bool = False
     timers_fired_on: int = 0
     woken: int = 0
-    mails_sent: int = 0
 
 
 class Clock:
-    """One process's clock; ``tick()`` does nothing unless this clock holds the lease."""
+    """One process's clock; ``tick()`` and ``sweep_outbox()`` do nothing unless it holds the lease.
+
+    Mail goes out on a loop of its own (``run``), so that a slow or absent SMTP server never makes
+    a timer or a wake late: the tick only queues messages and nudges that loop.
+    """
 
     def __init__(self, holder: str | None = None, interval: float | None = None) -> None:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.interval = config.clock_interval() if interval is None else interval
         # Long enough to outlast a slow tick, short enough that a dead holder is replaced quickly.
         self.lease = timedelta(seconds=max(30.0, 6 * self.interval))
-        self._last_outbox_sweep: datetime | None = None
+        self.held = False
+        #: Called (from the tick's thread) when a tick queued mail: ``run`` makes it wake the outbox
+        #: loop, which then sends without waiting for its interval.
+        self.mail_queued: Callable[[], None] = lambda: None
 
     def tick(self, now: datetime | None = None) -> Tick:
         now = now or utcnow()
-        tick = Tick(held=self.hold_lease(now))
+        self.held = self.hold_lease(now)
+        tick = Tick(held=self.held)
         if not tick.held:
             return tick
         tick.timers_fired_on = self.fire_due_timers(now)
         tick.woken = self.deliver_owed_wakes(now)
-        sweep_every = timedelta(seconds=config.outbox_sweep_interval())
-        if self._last_outbox_sweep is None or now - self._last_outbox_sweep >= sweep_every:
-            from tempo.mail.outbox import deliver_pending
-
-            self._last_outbox_sweep = now
-            tick.mails_sent = deliver_pending().sent
         return tick
+
+    def sweep_outbox(self) -> int:
+        """Send the messages that are due; once SMTP answers again, the waiting retries too. The
+        number sent."""
+        from tempo.mail.outbox import deliver_pending, retries_waiting, retry_now, smtp_reachable
+
+        if not self.held:
+            return 0
+        # Retries back off up to an hour apart; when SMTP is back they need not wait that long.
+        if retries_waiting() and smtp_reachable():
+            log.info("[tempo] SMTP answers again: %d message(s) retried now", retry_now())
+        return deliver_pending().sent
 
     def hold_lease(self, now: datetime) -> bool:
         """Take or renew the lease: ours if we hold it or nobody's has run out; one compare-and-set."""
@@ -112,7 +127,6 @@ class Clock:
     def fire_due_timers(self, now: datetime) -> int:
         """Fire what is due on every task whose next timer has come; the number of tasks."""
         from tempo import sla_timers
-        from tempo.mail.outbox import deliver_pending
         from tempo.steps.resume import wake_step
 
         with read_session() as session:
@@ -126,7 +140,7 @@ class Clock:
             try:
                 fired = sla_timers.fire_due(task_pk, now)
                 if fired.outbox_keys:
-                    deliver_pending(keys=fired.outbox_keys)
+                    self.mail_queued()
                 if fired.closed:
                     with read_session() as session:
                         task = session.get(Task, task_pk)
@@ -155,18 +169,35 @@ class Clock:
         return woken
 
     async def run(self) -> None:
-        """Tick every ``interval`` seconds until cancelled; blocking work runs in a thread."""
+        """Tick every ``interval`` and sweep the outbox every ``[tempo] outbox_sweep_interval`` (or
+        as soon as a tick queued mail) until cancelled; blocking work runs in threads."""
         log.info("[tempo] clock %s ticking every %.1fs", self.holder, self.interval)
+        loop = asyncio.get_running_loop()
+        nudged = asyncio.Event()
+        self.mail_queued = lambda: loop.call_soon_threadsafe(nudged.set)
         try:
-            while True:
-                try:
-                    await asyncio.to_thread(self.tick)
-                except Exception:  # the store unreachable for a moment: try again next tick
-                    log.exception("[tempo] clock tick failed; retrying")
-                await asyncio.sleep(self.interval)
+            await asyncio.gather(self._ticking(), self._mailing(nudged))
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.release_lease)
+
+    async def _ticking(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.tick)
+            except Exception:  # the store unreachable for a moment: try again next tick
+                log.exception("[tempo] clock tick failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def _mailing(self, nudged: asyncio.Event) -> None:
+        while True:
+            nudged.clear()
+            try:
+                await asyncio.to_thread(self.sweep_outbox)
+            except Exception:
+                log.exception("[tempo] outbox sweep failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nudged.wait(), config.outbox_sweep_interval())
 
 
 @contextlib.asynccontextmanager

@@ -141,6 +141,49 @@ def send_via_smtp(message: EmailMessage, recipients: Iterable[str]) -> None:
         client.send_message(message, to_addrs=list(recipients))
 
 
+def smtp_reachable() -> bool:
+    """Whether the SMTP server takes a connection now (the hook connects and logs in, then quits)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    try:
+        with SmtpHook(smtp_conn_id=config.smtp_conn_id()) as hook:
+            return hook._smtp_client is not None
+    except Exception:  # any network or SMTP failure means: not yet
+        return False
+
+
+def retries_waiting(url: str | None = None) -> bool:
+    """Whether a message that failed before waits for a later attempt."""
+    from tempo.store.engine import read_session
+
+    with read_session(url) as session:
+        return (
+            session.scalar(
+                select(OutboxMessage.id)
+                .where(
+                    OutboxMessage.status == OutboxStatus.PENDING,
+                    OutboxMessage.attempts > 0,
+                    OutboxMessage.next_attempt_at > utcnow(),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+
+def retry_now(url: str | None = None) -> int:
+    """Make every message waiting for a retry due now (SMTP is back); the number of messages."""
+    from tempo.store.engine import write_session
+
+    with write_session(url) as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at > utcnow())
+            .values(next_attempt_at=utcnow())
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 @dataclass
 class DeliveryReport:
     sent: int = 0
