@@ -174,7 +174,11 @@ class Clock:
         log.info("[tempo] clock %s ticking every %.1fs", self.holder, self.interval)
         loop = asyncio.get_running_loop()
         nudged = asyncio.Event()
-        self.mail_queued = lambda: loop.call_soon_threadsafe(nudged.set)
+
+        def nudge() -> None:
+            loop.call_soon_threadsafe(nudged.set)
+
+        self.mail_queued = nudge
         try:
             await asyncio.gather(self._ticking(), self._mailing(nudged))
         finally:
