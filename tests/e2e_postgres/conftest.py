@@ -12,6 +12,7 @@ import pytest
 from bench.faults import BENCH_DAGS
 from tempo import mailcatcher
 from tempo.devstack import AirflowStack
+from tests.conftest import REPO
 from tests.e2e.conftest import E2E_DAGS
 from tests.pgcluster import PgCluster
 
@@ -68,6 +69,11 @@ def pg_stack(
         yield stack
     finally:
         stack.stop()
+        # Kept for a failure's post-mortem: which component did what, when.
+        artifacts = REPO / "tests" / "artifacts" / "e2e-postgres-logs"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for name in stack.commands:
+            (artifacts / f"{name}.log").write_text(stack.log(name)[-500_000:])
         if saved is None:
             os.environ.pop("AIRFLOW__TEMPO__SQL_ALCHEMY_CONN", None)
         else:
