@@ -179,9 +179,8 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
     """
     from sqlalchemy import select
 
-    from tempo.mail.outbox import enqueue
+    from tempo.mail.outbox import deliver_now, enqueue
     from tempo.mail.render import render_mail
-    from tempo.steps.work import send_now
     from tempo.store.engine import write_session
     from tempo.store.models import ACTIVE_TASK_STATUSES, OutboxMessage, Process, TaskEvent
     from tempo.store.tasks import TaskConflict, get_task, record_event
@@ -236,5 +235,5 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
             details={"to": to, "subject": subject, "message": message.id},
         )
         session.flush()
-    send_now([key])
+    deliver_now([key])
     return event

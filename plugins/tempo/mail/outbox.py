@@ -270,3 +270,19 @@ def deliver_pending(
             )
         report.sent += 1
     return report
+
+
+def deliver_now(keys: Sequence[str]) -> None:
+    """Try to deliver freshly queued messages at once; what fails stays queued for the clock's sweep."""
+    if not keys:
+        return
+    try:
+        report = deliver_pending(keys=keys)
+    except Exception:  # the outbox keeps the messages; delivery is retried later
+        log.exception("[tempo] immediate delivery failed; the messages stay in the outbox")
+        return
+    if report.retrying or report.failed:
+        log.warning(
+            "[tempo] %d message(s) not delivered yet; they stay in the outbox",
+            report.retrying + report.failed,
+        )

@@ -44,7 +44,8 @@ class NotifyStep(BaseOperator):
         self.context = dict(context or {})
 
     def execute(self, context: Any) -> list[str]:
-        from tempo.steps.work import process_for_run, queue_notification, send_now
+        from tempo.mail.outbox import deliver_now
+        from tempo.steps.work import process_for_run, queue_notification
         from tempo.store.engine import write_session
 
         with write_session() as session:
@@ -65,6 +66,6 @@ class NotifyStep(BaseOperator):
                 extra=self.context,
                 session=session,
             )
-        send_now(keys)
+        deliver_now(keys)
         self.log.info("[tempo] notified %s", ", ".join(sorted(people)))
         return sorted(people)

@@ -6,8 +6,6 @@ called (and tested) with a plain context.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -16,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from tempo import directory, links
 from tempo.assignment import AssignmentError, Resolved
-from tempo.mail.outbox import deliver_pending, enqueue
+from tempo.mail.outbox import deliver_now, enqueue
 from tempo.mail.render import render_mail
 from tempo.sla import next_timer_at
 from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
@@ -28,8 +26,6 @@ from tempo.store.tasks import TaskSpec, open_task
 if TYPE_CHECKING:
     from tempo.steps.human import HumanStep
     from tempo.working_hours import WorkingCalendar
-
-log = logging.getLogger(__name__)
 
 
 def step_key(context: Any) -> tuple[str, str, str, int]:
@@ -165,24 +161,8 @@ def open_step(step: HumanStep, context: Any) -> Task:
                     else (),
                 )
                 keys.append(key)
-    send_now(keys)
+    deliver_now(keys)
     return task
-
-
-def send_now(keys: Sequence[str]) -> None:
-    """Try to deliver freshly queued messages at once; what fails stays queued for the sweeper."""
-    if not keys:
-        return
-    try:
-        report = deliver_pending(keys=keys)
-    except Exception:  # the outbox keeps the messages; delivery is retried later
-        log.exception("[tempo] immediate delivery failed; the messages stay in the outbox")
-        return
-    if report.retrying or report.failed:
-        log.warning(
-            "[tempo] %d message(s) not delivered yet; they stay in the outbox",
-            report.retrying + report.failed,
-        )
 
 
 def queue_notification(
