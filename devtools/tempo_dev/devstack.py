@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -366,7 +365,7 @@ class AirflowStack:
 
 def run_demo(home: Path, port: int = 8080, smtp_port: int = 1025) -> None:
     """``make demo``: start everything, print where to go, run until Ctrl-C."""
-    from tempo import mailcatcher
+    from tempo_dev import mailcatcher
 
     controller, _ = mailcatcher.start(port=smtp_port, maildir=home / "mail")
     stack = AirflowStack(home=home, port=port, smtp_port=smtp_port)
@@ -391,7 +390,3 @@ def run_demo(home: Path, port: int = 8080, smtp_port: int = 1025) -> None:
     finally:
         stack.stop()
         controller.stop()
-
-
-def clean_home(home: Path) -> None:
-    shutil.rmtree(home, ignore_errors=True)
