@@ -43,8 +43,12 @@ system-deps:
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
 	fi
 
+# `make demo DEMO_PORT=8081` when 8080 is taken. Ctrl-C, closing the terminal or `kill` of make stops
+# every component within seconds.
+DEMO_PORT ?= 8080
+DEMO_SMTP_PORT ?= 1025
 demo: $(VENV)/.dev
-	$(BIN)/python -m tempo_dev demo --home "$(AIRFLOW_HOME)"
+	$(BIN)/python -m tempo_dev demo --home "$(AIRFLOW_HOME)" --port $(DEMO_PORT) --smtp-port $(DEMO_SMTP_PORT)
 
 test: $(VENV)/.test system-deps lint
 	$(BIN)/pytest
