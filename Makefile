@@ -13,14 +13,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Runtime stack only (what `make demo` needs).
+# Runtime stack only (what a production install needs).
 $(VENV)/.runtime: $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-# Runtime plus test and benchmark tools.
-$(VENV)/.test: $(VENV)/.runtime requirements-test.txt
+# The development harness (devtools/): Airflow on loopback and a mail catcher for the demo, the tests
+# and the benchmarks. A second editable package, so that a production install never pulls it.
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt devtools/pyproject.toml
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e devtools
+	touch $@
+
+# Runtime and harness plus test and benchmark tools.
+$(VENV)/.test: $(VENV)/.dev requirements-test.txt
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
@@ -36,15 +43,19 @@ system-deps:
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(VENV)/.runtime
-	$(BIN)/tempo demo --home "$(AIRFLOW_HOME)"
+# `make demo DEMO_PORT=8081` when 8080 is taken. Ctrl-C, closing the terminal or `kill` of make stops
+# every component within seconds.
+DEMO_PORT ?= 8080
+DEMO_SMTP_PORT ?= 1025
+demo: $(VENV)/.dev
+	$(BIN)/python -m tempo_dev demo --home "$(AIRFLOW_HOME)" --port $(DEMO_PORT) --smtp-port $(DEMO_SMTP_PORT)
 
 test: $(VENV)/.test system-deps lint
 	$(BIN)/pytest
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check plugins tests dags bench
-	$(BIN)/ruff format --check plugins tests dags bench
+	$(BIN)/ruff check plugins devtools tests dags bench
+	$(BIN)/ruff format --check plugins devtools tests dags bench
 	$(BIN)/mypy
 
 bench: $(VENV)/.test system-deps

@@ -40,7 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tempo.devstack import AirflowStack, wait_until  # noqa: E402
+from tempo_dev.devstack import AirflowStack, wait_until  # noqa: E402
 
 DAG_ID = "bench_many_steps"
 STEP_ID = "answer"
@@ -406,11 +406,11 @@ def main() -> None:
 
     import logging
 
-    from tempo import mailcatcher
+    from tempo_dev import mailcatcher
     from tests.pgcluster import start_cluster
 
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command
-    logging.getLogger("tempo.mailcatcher").setLevel(logging.WARNING)
+    logging.getLogger("tempo_dev.mailcatcher").setLevel(logging.WARNING)
 
     home = Path(tempfile.mkdtemp(prefix="tempo-bench-faults-"))
     cluster = start_cluster()

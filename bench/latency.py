@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import select  # noqa: E402
 
-from tempo import mailcatcher  # noqa: E402
-from tempo.devstack import AirflowStack, wait_until  # noqa: E402
+from tempo_dev import mailcatcher  # noqa: E402
+from tempo_dev.devstack import AirflowStack, wait_until  # noqa: E402
 from tests.pgcluster import start_cluster  # noqa: E402
 
 SETTLE_SECONDS = 2.0

@@ -35,7 +35,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tempo.devstack import DEMO_USERS, AirflowStack  # noqa: E402
+from tempo_dev.devstack import DEMO_USERS, AirflowStack  # noqa: E402
 from tests.pgcluster import start_cluster  # noqa: E402
 
 SO_FORM = {"fields": [{"name": "so_number", "type": "text", "pattern": r"SO-\d{6}", "required": True}]}

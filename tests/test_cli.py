@@ -31,7 +31,7 @@ def test_console_script_is_installed():
         [os.path.join(bindir, "tempo"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
-    for command in ("db", "directory", "tasks", "demo"):
+    for command in ("db", "directory", "templates", "tasks", "config"):
         assert command in result.stdout
 
 

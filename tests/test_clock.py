@@ -193,7 +193,7 @@ def test_a_wake_outside_airflow_is_not_owed_forever(directory, airflow_metadata)
 
 @pytest.fixture
 def smtp(monkeypatch):
-    from tempo import mailcatcher
+    from tempo_dev import mailcatcher
 
     controller, handler = mailcatcher.start()
     handler.controller = controller
@@ -226,7 +226,7 @@ def test_retries_go_out_as_soon_as_smtp_answers_again(store, smtp):
     """A message that failed during an outage waits for its back-off; once SMTP answers again the
     next sweep sends it, once, however long the back-off still had to run."""
     from tempo.mail.outbox import deliver_pending
-    from tempo.mailcatcher import restarted
+    from tempo_dev.mailcatcher import restarted
 
     smtp.controller.stop()
     _queue("k1", "During the outage")

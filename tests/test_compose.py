@@ -52,7 +52,7 @@ SHARED_SETTINGS = (
     "AIRFLOW__TEMPO__SMTP_CONN_ID",
 )
 # Tempo's dependencies that the official Airflow image does not ship.
-TEMPO_EXTRA_REQUIREMENTS = {"psycopg", "aiosmtpd", "itsdangerous"}
+TEMPO_EXTRA_REQUIREMENTS = {"psycopg", "itsdangerous"}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")

@@ -124,10 +124,10 @@ def test_registration_refuses_what_the_catalog_does_not_allow(template, change, 
 def test_the_claim_travels_with_the_head_of_units_email(store, monkeypatch):
     """Files attached to a message are read from storage at delivery and sent over real SMTP; those
     beyond the size cap stay behind (the email links to every file)."""
-    from tempo import mailcatcher
     from tempo.attachments import add_process_attachment
     from tempo.mail import outbox
     from tempo.mail.render import RenderedMail
+    from tempo_dev import mailcatcher
 
     controller, caught = mailcatcher.start()
     monkeypatch.setenv(

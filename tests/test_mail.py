@@ -6,11 +6,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from tempo import mailcatcher
 from tempo.mail.outbox import deliver_pending, enqueue
 from tempo.mail.render import RenderedMail, render_mail
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import OutboxMessage, OutboxStatus
+from tempo_dev import mailcatcher
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 

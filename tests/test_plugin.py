@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 from tests.conftest import REPO
 
@@ -100,3 +103,20 @@ def test_loading_the_plugin_has_no_side_effects(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("clean")
     assert not store.exists()
+
+
+def test_a_production_install_needs_no_development_harness():
+    """`pip install .` pulls neither the harness (devtools/tempo_dev) nor what only the harness uses,
+    and nothing in the runtime package imports them."""
+    harness_only = {"tempo_dev", "tempo-dev", "aiosmtpd", "httpx"}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    required = {re.match(r"[A-Za-z0-9_.-]+", dependency)[0].lower() for dependency in project["dependencies"]}
+    assert not required & harness_only
+    imported = set()
+    for path in (REPO / "plugins").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    assert not imported & harness_only

@@ -1,10 +1,9 @@
-"""The ``tempo`` command: store migrations, the directory, YAML templates, tasks, the mail catcher."""
+"""The ``tempo`` command: store migrations, the directory, YAML templates, tasks, the options."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 
@@ -127,27 +126,11 @@ def _tasks_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tempo.devstack import run_demo
-
-    run_demo(Path(args.home).resolve(), port=args.port, smtp_port=args.smtp_port)
-    return 0
-
-
 def _config_list(_args: argparse.Namespace) -> int:
     from tempo.config import OPTIONS
 
     for option in OPTIONS:
         print(f"{option.key:<22} default: {option.default}\n{'':<22} {option.description}")
-    return 0
-
-
-def _mailcatcher(args: argparse.Namespace) -> int:
-    from tempo.mailcatcher import serve
-
-    serve(host=args.host, port=args.port, maildir=args.maildir)
     return 0
 
 
@@ -193,19 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--field", action="append", metavar="NAME=VALUE")
     complete.set_defaults(func=_tasks_complete)
 
-    demo = commands.add_parser("demo", help="run Airflow with Tempo and the example processes locally")
-    demo.add_argument("--home", default=os.environ.get("AIRFLOW_HOME", ".airflow"))
-    demo.add_argument("--port", type=int, default=8080)
-    demo.add_argument("--smtp-port", type=int, default=1025)
-    demo.set_defaults(func=_demo)
-
     commands.add_parser("config", help="list the [tempo] options").set_defaults(func=_config_list)
-
-    catcher = commands.add_parser("mailcatcher", help="a local SMTP server that keeps every mail (demo)")
-    catcher.add_argument("--host", default="127.0.0.1")
-    catcher.add_argument("--port", type=int, default=1025)
-    catcher.add_argument("--maildir", default=None, help="folder to write each message to as .eml")
-    catcher.set_defaults(func=_mailcatcher)
     return parser
 
 

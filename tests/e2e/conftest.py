@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tempo import mailcatcher
-from tempo.devstack import AirflowStack, wait_until  # noqa: F401 (shared by the e2e tests)
+from tempo_dev import mailcatcher
+from tempo_dev.devstack import AirflowStack, wait_until  # noqa: F401 (shared by the e2e tests)
 from tests.conftest import REPO
 
 E2E_DAGS = Path(__file__).parent / "dags"

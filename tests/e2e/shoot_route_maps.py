@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from tempo import mailcatcher
-    from tempo.devstack import AirflowStack, wait_until
+    from tempo_dev import mailcatcher
+    from tempo_dev.devstack import AirflowStack, wait_until
     from tests.e2e.conftest import dag_ids_in
 
     known = starts()

@@ -71,7 +71,7 @@ def test_reminder_due_while_smtp_is_down_arrives_once_it_is_back(airflow_stack, 
 
         wait_until(reminder_failed, timeout=60, interval=0.5, what="the reminder to fail")
     finally:
-        from tempo.mailcatcher import restarted
+        from tempo_dev.mailcatcher import restarted
 
         mail.controller = restarted(mail.controller)
     wait_until(

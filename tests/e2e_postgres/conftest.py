@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from bench.faults import BENCH_DAGS
-from tempo import mailcatcher
-from tempo.devstack import AirflowStack
+from tempo_dev import mailcatcher
+from tempo_dev.devstack import AirflowStack
 from tests.conftest import REPO
 from tests.e2e.conftest import E2E_DAGS
 from tests.pgcluster import PgCluster

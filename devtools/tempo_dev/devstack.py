@@ -4,15 +4,18 @@
 tested topology: api-server (bound to 127.0.0.1), scheduler, dag-processor and triggerer, each with
 ``--skip-serve-logs`` (``airflow standalone`` would bind log servers on every interface),
 LocalExecutor, SimpleAuthManager with known users, and a local mail catcher for the SMTP connection.
+
+No component outlives its stack: ``stop()`` ends them all within seconds (``tempo_dev.guard``), the
+guard does the same when the process running the stack ends without stopping it, and each component
+also gets SIGTERM from Linux when that process ends (PR_SET_PDEATHSIG) should the guard be gone too.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tempo_dev.guard import STOP_GRACE
 
 PROJECT = Path(__file__).resolve().parents[2]
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -43,14 +48,25 @@ DEMO_USERS = {
 }
 
 
-def _stop_with_parent() -> None:
-    """In the child: ask Linux for SIGTERM when the process that started us dies, so a killed test
-    run or demo leaves no Airflow component behind."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+def _stops_with(parent: int) -> Callable[[], None]:
+    """What makes the calling process get SIGTERM when ``parent`` ends, however it ends: a
+    ``preexec_fn`` for a child of ``parent``, or a call in a process whose parent is ``parent``.
+
+    Linux sends the signal when the *thread* that started the process ends: start components from
+    the thread that outlives them (every caller uses the main thread).
+    """
+    # Looked up here, in the parent: a child forked from a threaded process should not load libraries.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it ended before the request took effect: nobody will signal
+            os._exit(1)
+
+    return arm
 
 
 def wait_until(
@@ -90,6 +106,8 @@ class AirflowStack:
     #: base URL of every API server by component name (``api-server`` serves ``base_url``)
     api_servers: dict[str, str] = field(default_factory=dict)
     _token: str | None = None
+    #: ``python -m tempo_dev.guard``, told the pid of every component; started with the first one
+    _guard: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
@@ -102,6 +120,8 @@ class AirflowStack:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
+        """The environment of every component and command of this stack: the one place of the Airflow
+        and Tempo configuration the harness writes."""
         secrets_file = self.home / "secrets.json"
         if not secrets_file.exists():
             secrets_file.write_text(
@@ -222,6 +242,7 @@ class AirflowStack:
         self.start_component(name, self.commands[name], self.env(), self.home / "component-logs")
 
     def start_component(self, name: str, args: list[str], env: Mapping[str, str], logs: Path) -> None:
+        """Start ``airflow *args`` as the component ``name``, leading a session of its own."""
         self.commands[name] = list(args)
         out = (logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
@@ -230,24 +251,38 @@ class AirflowStack:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_stops_with(os.getpid()),
         )
+        self._tell_guard(self.processes[name].pid)
+
+    def _tell_guard(self, pid: int) -> None:
+        """``pid`` (a component's session) is the guard's to stop; ``-pid``: no longer (reaped)."""
+        if self._guard is None:
+            # A session of its own, so that Ctrl-C or a closed terminal does not end it with the rest.
+            self._guard = subprocess.Popen(
+                [sys.executable, "-m", "tempo_dev.guard"], stdin=subprocess.PIPE, start_new_session=True
+            )
+        assert self._guard.stdin is not None
+        self._guard.stdin.write(f"{pid}\n".encode())
+        self._guard.stdin.flush()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name)
         os.killpg(process.pid, sig)
         process.wait(timeout=60)
+        # Reaped, its pid may be reused: the guard must not stop whatever takes it.
+        self._tell_guard(-process.pid)
 
     def stop(self) -> None:
+        """Stop every component within ``STOP_GRACE`` seconds and a little: the guard sends SIGTERM to
+        everything they started and SIGKILL to what is left after the grace period."""
+        if self._guard is not None:
+            assert self._guard.stdin is not None
+            self._guard.stdin.close()
+            self._guard.wait(timeout=2 * STOP_GRACE + 30)
+            self._guard = None
         for name in list(self.processes):
-            process = self.processes.pop(name)
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=20)
-                except (subprocess.TimeoutExpired, ProcessLookupError):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=20)
+            self.processes.pop(name).wait(timeout=30)
 
     def log(self, name: str) -> str:
         path = self.home / "component-logs" / f"{name}.log"
@@ -366,15 +401,24 @@ class AirflowStack:
 
 
 def run_demo(home: Path, port: int = 8080, smtp_port: int = 1025) -> None:
-    """``make demo``: start everything, print where to go, run until Ctrl-C."""
-    from tempo import mailcatcher
+    """``make demo``: start everything, print where to go, run until stopped.
 
+    Ctrl-C, SIGTERM (``make`` passes its own on) and SIGHUP (a closed terminal) stop everything, as
+    does the end of the process that started the demo (``make`` killed).
+    """
+    from tempo_dev import mailcatcher
+
+    _stops_with(os.getppid())()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        # One ignored on entry stays ignored (`nohup make demo`), as Python does with SIGINT.
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.default_int_handler)
     controller, _ = mailcatcher.start(port=smtp_port, maildir=home / "mail")
     stack = AirflowStack(home=home, port=port, smtp_port=smtp_port)
-    print(f"[tempo] preparing {home} (Airflow and Tempo databases, demo directory)...", flush=True)
-    stack.prepare()
-    stack.start()
     try:
+        print(f"[tempo] preparing {home} (Airflow and Tempo databases, demo directory)...", flush=True)
+        stack.prepare()
+        stack.start()
         stack.wait_ready(["rma_sales_order"])
         print(
             f"\n  Airflow with Tempo:  {stack.base_url}/\n"
@@ -390,9 +434,8 @@ def run_demo(home: Path, port: int = 8080, smtp_port: int = 1025) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # The rest of a burst (Ctrl-C twice, the SIGHUP after a SIGTERM) must not cut the stop short.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         stack.stop()
         controller.stop()
-
-
-def clean_home(home: Path) -> None:
-    shutil.rmtree(home, ignore_errors=True)
