@@ -29,6 +29,7 @@ from tempo.store.models import (
     TaskStatus,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
+from tempo.web import URL_PREFIX
 
 #: Never leak the page (and the signed token in its URL) to other sites.
 SECURITY_HEADERS = {
@@ -76,7 +77,7 @@ def render(
     request: Request | None, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     env = _environment(str(Path(config.templates_folder()) / "pages"))
-    html = env.get_template(template).render(prefix="/tempo", **context)
+    html = env.get_template(template).render(prefix=URL_PREFIX, **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 

@@ -18,6 +18,7 @@ from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person
 from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
+from tempo.web import URL_PREFIX
 from tempo.web.common import form_data, posted_version, render, task_view
 from tempo.web.security import check_csrf, csrf_token, may_act
 
@@ -83,7 +84,7 @@ def _page(
             "values": values or {},
             "csrf": csrf_token(f"link:{claims.username}", f"task:{task.id}"),
             "client_email": client_email,
-            "client_email_action": f"/tempo/act/{token}/email-client",
+            "client_email_action": f"{URL_PREFIX}/act/{token}/email-client",
         },
         status_code=status_code,
     )
@@ -128,7 +129,7 @@ async def act(request: Request, token: str) -> Response:
         return render(
             request, "message.html", {"title": "Nothing left to do", "message": str(exc)}, status_code=409
         )
-    return RedirectResponse(f"/tempo/act/{token}/done", status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{URL_PREFIX}/act/{token}/done", status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/act/{token}/email-client")
@@ -163,7 +164,7 @@ async def email_client(request: Request, token: str) -> Response:
         return render(
             request, "message.html", {"title": "Nothing left to do", "message": str(exc)}, status_code=409
         )
-    return RedirectResponse(f"/tempo/act/{token}", status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{URL_PREFIX}/act/{token}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/act/{token}/done")

@@ -229,9 +229,7 @@ async def register(request: Request, type_code: str) -> Response:
             content_type=upload.content_type,
             data=upload.data,
         )
-    return RedirectResponse(
-        f"/tempo/requests/{links.sign_request_status(process_id)}", status_code=status.HTTP_303_SEE_OTHER
-    )
+    return RedirectResponse(links.request_status_path(process_id), status_code=status.HTTP_303_SEE_OTHER)
 
 
 # --- the requester's status page -------------------------------------------------------------------
@@ -364,7 +362,7 @@ def _respond_page(
             "token": token,
             "errors": errors or {},
             "values": values or {},
-            "status_link": f"/tempo/requests/{links.sign_request_status(process.id)}",
+            "status_link": links.request_status_path(process.id),
             "csrf": csrf_token(claims.username, f"respond:{task.id}"),
         },
         status_code=status_code,
@@ -425,6 +423,6 @@ async def respond(request: Request, token: str) -> Response:
     except TaskConflict:
         return _respond_page(request, token, claims, status_code=status.HTTP_409_CONFLICT)
     return RedirectResponse(
-        f"/tempo/requests/{links.sign_request_status(done.task.process_id)}",
+        links.request_status_path(done.task.process_id),
         status_code=status.HTTP_303_SEE_OTHER,
     )
