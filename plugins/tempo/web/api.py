@@ -19,7 +19,7 @@ from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, MAX_ID, Attachment, Process
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import StoreId, load_task, parse_status_filter, person_inbox, task_json
+from tempo.web.common import StoreId, load_task, parse_status_filter, person_inbox, read_upload, task_json
 from tempo.web.security import (
     CurrentUser,
     person_of,
@@ -187,7 +187,7 @@ async def upload(task_id: StoreId, file: UploadFile, user: CurrentUser) -> dict[
     with read_session() as session:
         task = load_task(session, task_id)
         person = require_act(session, user, task)
-    data = await file.read(20 * 1024 * 1024 + 1)
+    data = await read_upload(file)
     try:
         attachment = add_attachment(
             task_id,

@@ -15,9 +15,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from tempo import config, directory
-from tempo.forms import Form, FormErrors
+from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     MAX_ID,
@@ -102,6 +103,12 @@ def person_inbox(session: Session, person: Person, **filters: Any) -> list[Task]
         unit=person.unit_code,
         **filters,
     )
+
+
+async def read_upload(upload: UploadFile) -> bytes:
+    """An uploaded file's content, read up to one byte past Tempo's limit: enough for
+    ``attachments.check_upload`` to refuse a bigger file without holding all of it in memory."""
+    return await upload.read(MAX_ATTACHMENT_BYTES + 1)
 
 
 async def form_data(request: Request) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tempo.web.common import (
     parse_status_filter,
     person_inbox,
     posted_version,
+    read_upload,
     render,
     task_view,
 )
@@ -314,7 +315,7 @@ async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Respo
         person = require_act(session, user, task)
     if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
         return _task_page(request, user, task_id, errors={"file": "Choose a file."}, status_code=422)
-    data = await upload.read(20 * 1024 * 1024 + 1)  # type: ignore[union-attr]
+    data = await read_upload(upload)  # type: ignore[arg-type]
     try:
         add_attachment(
             task_id,

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
 from tempo import actions, config, links, ratelimit
-from tempo.attachments import MAX_BYTES, AttachmentError, add_attachment, add_process_attachment, check_upload
+from tempo.attachments import AttachmentError, add_attachment, add_process_attachment, check_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
 from tempo.steps.process import REQUESTER_KEY, process_title
@@ -31,7 +31,7 @@ from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, Proces
 from tempo.store.processes import ensure_process
 from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
 from tempo.web import airflow_data
-from tempo.web.common import render
+from tempo.web.common import read_upload, render
 from tempo.web.security import check_csrf, csrf_token
 
 router = APIRouter(include_in_schema=False)
@@ -126,7 +126,7 @@ async def _uploads(form: FormData, name: str, errors: dict[str, str]) -> list[Up
         return []
     uploads = []
     for file in files:
-        data = await file.read(MAX_BYTES + 1)
+        data = await read_upload(file)
         try:
             check_upload(data)
         except AttachmentError as exc:
