@@ -121,11 +121,17 @@ async def form_data(request: Request) -> dict[str, Any]:
     return data
 
 
-def load_task(session: Session, task_id: int) -> Task:
+def load_task(session: Session, task_pk: int) -> Task:
     try:
-        return get_task(session, task_id)
+        return get_task(session, task_pk)
     except TaskNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_id} does not exist.") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_pk} does not exist.") from None
+
+
+def client_email_errors(exc: FormErrors) -> dict[str, str]:
+    """``required_actions.email_client``'s errors under the names of the client email's form
+    (``client_subject``...), apart from the answer form's own fields."""
+    return {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
 
 
 @dataclass
