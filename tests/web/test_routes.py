@@ -452,6 +452,22 @@ def test_openapi_describes_the_json_api(web):
     assert {"/api/v1/tasks/{task_id}/complete", "/api/v1/processes/{dag_id}", "/api/v1/tasks"} <= set(paths)
 
 
+def test_openapi_describes_what_the_task_routes_answer(web):
+    api = web.get("/tempo/openapi.json").json()
+    paths, schemas = api["paths"], api["components"]["schemas"]
+
+    def answer(path, method):
+        return paths[path][method]["responses"][str(200 if method == "get" else 201)]["content"][
+            "application/json"
+        ]
+
+    assert answer("/api/v1/tasks", "get")["schema"]["items"]["$ref"].endswith("/TaskOut")
+    assert answer("/api/v1/tasks/{task_id}/comments", "post")["schema"]["$ref"].endswith("/CommentOut")
+    task = schemas["TaskOut"]["properties"]
+    assert {"id", "task_id", "status", "form", "due_at", "version"} <= set(task)
+    assert task["due_at"]["anyOf"][0] == {"type": "string", "format": "date-time"}
+
+
 OPERATOR = [r for r in ROUTES if r[3] == "operator"]
 
 

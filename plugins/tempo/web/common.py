@@ -169,30 +169,3 @@ def task_view(session: Session, task: Task) -> TaskView:
         attachments=attachments,
         people=people,
     )
-
-
-def task_json(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "process_id": task.process_id,
-        "dag_id": task.dag_id,
-        "run_id": task.run_id,
-        "task_id": task.task_id,
-        "map_index": task.map_index,
-        "title": task.title,
-        "instructions": task.instructions,
-        "status": task.status.value,
-        "assignee": task.assignee,
-        "candidate_role": task.candidate_role,
-        "candidate_unit": task.candidate_unit,
-        "claimed_by": task.claimed_by,
-        "outcomes": task.outcomes,
-        "form": task.form_schema,
-        "due_at": task.due_at.isoformat() if task.due_at else None,
-        "sla_state": task.sla_state.value,
-        "outcome": task.outcome,
-        "result": task.result,
-        "completed_by": task.completed_by,
-        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
-        "version": task.version,
-    }
