@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from tempo import (
     SLA,
+    SLA_ACTOR,
     Choice,
     CounterpartyContact,
     CounterpartyResponsible,
@@ -181,7 +182,7 @@ with process(
     @task
     def accepted(answer: dict) -> None:
         # Tempo's SLA timer answers for a counterparty that stayed silent.
-        silent = answer["completed_by"] == "tempo-sla"
+        silent = answer["completed_by"] == SLA_ACTOR
         record(result_accepted_by="silence" if silent else "counterparty")
 
     @task

@@ -4,7 +4,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.actions import claim, complete
-from tempo.forms import FormErrors
+from tempo.attachments import add_attachment
+from tempo.forms import File, Form, FormErrors
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import Task, TaskEvent, TaskStatus
 from tempo.store.tasks import TaskConflict, TaskNotFound
@@ -74,3 +75,29 @@ def test_claim_is_compare_and_set(task):
 def test_unknown_task(store):
     with pytest.raises(TaskNotFound):
         complete(12345, actor="sandra", answers={}, wake=False)
+
+
+@pytest.fixture
+def drawing_task(store, tmp_path, monkeypatch):
+    """A task whose form takes one drawing of at most 10 bytes."""
+    monkeypatch.setenv("AIRFLOW__TEMPO__ATTACHMENTS_PATH", f"file://{tmp_path}")
+    schema = Form(drawing=File(max_bytes=10)).schema()
+    with write_session() as session:
+        return make_task(session, form_schema=schema)
+
+
+def _attach(task, data: bytes) -> int:
+    return add_attachment(task.id, actor="sandra", filename="d.pdf", content_type="", data=data).id
+
+
+def test_a_file_field_refuses_a_file_bigger_than_its_max_bytes(drawing_task):
+    too_big = _attach(drawing_task, b"x" * 11)
+    before = _snapshot(drawing_task.id)
+    with pytest.raises(FormErrors) as info:
+        complete(drawing_task.id, actor="sandra", answers={"drawing": [too_big]}, wake=False)
+    assert info.value.errors == {"drawing": "Files may be at most 10 bytes."}
+    assert _snapshot(drawing_task.id) == before
+
+    fits = _attach(drawing_task, b"x" * 10)
+    done = complete(drawing_task.id, actor="sandra", answers={"drawing": [fits]}, wake=False)
+    assert done.task.result == {"drawing": [fits]}

@@ -2,7 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from tempo.forms import Checkbox, Choice, Date, Email, File, Form, FormErrors, Number, Text
+from tempo.forms import (
+    MAX_ATTACHMENT_BYTES,
+    Checkbox,
+    Choice,
+    Date,
+    Email,
+    File,
+    Form,
+    FormErrors,
+    Number,
+    Text,
+    size_text,
+)
 
 FORM = Form(
     so_number=Text(label="S/O number", pattern=r"SO-\d{6}", pattern_message="Use SO-123456."),
@@ -97,6 +109,22 @@ def test_declaration_mistakes_fail_at_parse_time():
         Choice(choices=[])
     with pytest.raises(Exception, match=r"unterminated|missing"):
         Text(pattern="(")
+    for too_much in (0, MAX_ATTACHMENT_BYTES + 1):
+        with pytest.raises(ValueError, match="max_bytes must be between 1 and"):
+            File(max_bytes=too_much)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (MAX_ATTACHMENT_BYTES, "20 MB"),
+        (512 * 1024, "512 KB"),
+        (1000, "1,000 bytes"),
+        (1536 * 1024, "1,536 KB"),
+    ],
+)
+def test_size_limits_read_as_people_write_them(size, text):
+    assert size_text(size) == text
 
 
 def test_required_checkbox_must_be_ticked():

@@ -47,12 +47,14 @@ _EXPORTS = {
     "load_catalog": "tempo.catalogs",
     # time
     "SLA": "tempo.sla",
+    "SLA_ACTOR": "tempo.sla",
     "Escalate": "tempo.sla",
     "WorkingCalendar": "tempo.working_hours",
 }
 
 __all__ = [
     "SLA",
+    "SLA_ACTOR",
     "Checkbox",
     "Choice",
     "CounterpartyContact",
@@ -113,7 +115,7 @@ if TYPE_CHECKING:
     from tempo.counterparties import identify_counterparty
     from tempo.forms import Checkbox, Choice, Date, Email, File, Form, Number, Text
     from tempo.required_actions import EmailClient
-    from tempo.sla import SLA, Escalate
+    from tempo.sla import SLA, SLA_ACTOR, Escalate
     from tempo.steps.human import HumanStep
     from tempo.steps.notify import NotifyStep
     from tempo.steps.process import process

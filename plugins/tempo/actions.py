@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tempo import required_actions
+from tempo.attachments import too_big
 from tempo.directory import get_person
 from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
 from tempo.store.engine import write_session
@@ -40,7 +41,8 @@ def complete(
     """Validate ``answers`` against the task's own form and record them as ``actor``'s.
 
     Raises ``FormErrors`` (field -> message; ``"outcome"`` for a bad outcome, ``"required_action"``
-    while the step's required action is not done), ``TaskNotFound`` or
+    while the step's required action is not done; a ``File`` field naming another process's file or
+    one above its ``max_bytes``), ``TaskNotFound`` or
     ``TaskConflict``. With ``wake``, the waiting step is resumed at once when Airflow is reachable.
     """
     with write_session() as session:
@@ -52,9 +54,10 @@ def complete(
         except FormErrors as exc:
             problems.update(exc.errors)
             result = {}
-        for name in form.file_fields():
-            if result.get(name) and not _attached_to(session, task, result[name]):
-                problems[name] = "Attach the file to this task first."
+        for name, spec in form.file_fields().items():
+            problem = _file_problem(session, task, result.get(name), spec.max_bytes)
+            if problem is not None:
+                problems[name] = problem
         if task.outcomes and outcome not in task.outcomes:
             problems["outcome"] = f"Choose one of: {', '.join(task.outcomes)}."
         elif not task.outcomes and outcome is not None:
@@ -76,14 +79,27 @@ def complete(
     return Completed(task=done, woke_step=woke)
 
 
-def _attached_to(session: Session, task: Task, attachment_ids: list[int]) -> bool:
-    """Whether every id names an attachment of the task's process (not someone else's file)."""
-    found = session.scalars(
-        select(Attachment.id).where(
-            Attachment.id.in_(attachment_ids), Attachment.process_id == task.process_id
+def _file_problem(
+    session: Session, task: Task, attachment_ids: list[int] | None, max_bytes: int
+) -> str | None:
+    """What is wrong with the files a ``File`` field names: an attachment that is not of the task's
+    process (someone else's file), or one bigger than the field takes. None when nothing is."""
+    if not attachment_ids:
+        return None
+    sizes = dict(
+        session.execute(
+            select(Attachment.id, Attachment.size).where(
+                Attachment.id.in_(attachment_ids), Attachment.process_id == task.process_id
+            )
         )
-    ).all()
-    return set(found) == set(attachment_ids)
+        .tuples()
+        .all()
+    )
+    if set(sizes) != set(attachment_ids):
+        return "Attach the file to this task first."
+    if any(size > max_bytes for size in sizes.values()):
+        return too_big(max_bytes)
+    return None
 
 
 def claim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:

@@ -13,11 +13,11 @@ import re
 from typing import Any
 
 from tempo import config
+from tempo.forms import MAX_ATTACHMENT_BYTES, size_text
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import Attachment
 from tempo.store.tasks import get_task, record_event
 
-MAX_BYTES = 20 * 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -37,12 +37,17 @@ def clean_filename(name: str) -> str:
     return cleaned or "file"
 
 
+def too_big(max_bytes: int) -> str:
+    """The message for a file above ``max_bytes``: Tempo's own limit, or a form field's."""
+    return f"Files may be at most {size_text(max_bytes)}."
+
+
 def check_upload(data: bytes) -> None:
     """Raise ``AttachmentError`` for content that may not be stored (before anything is written)."""
     if not data:
         raise AttachmentError("The file is empty.")
-    if len(data) > MAX_BYTES:
-        raise AttachmentError(f"Files may be at most {MAX_BYTES // (1024 * 1024)} MB.")
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise AttachmentError(too_big(MAX_ATTACHMENT_BYTES))
 
 
 def add_attachment(task_id: int, *, actor: str, filename: str, content_type: str, data: bytes) -> Attachment:

@@ -57,6 +57,7 @@ def record_miss(dag_id: str, run_id: str, owner: str) -> list[str]:
     from tempo import directory, links
     from tempo.mail.outbox import enqueue
     from tempo.mail.render import render_mail
+    from tempo.sla import SLA_ACTOR
     from tempo.store.engine import write_session
     from tempo.store.models import ProcessStatus
     from tempo.store.processes import find_process
@@ -69,7 +70,7 @@ def record_miss(dag_id: str, run_id: str, owner: str) -> list[str]:
         if process.data.get("_deadline_missed"):
             return []
         process.data = {**process.data, "_deadline_missed": True}
-        record_event(session, process_id=process.id, kind="process_overdue", actor="tempo-sla")
+        record_event(session, process_id=process.id, kind="process_overdue", actor=SLA_ACTOR)
         people = _owner_people(session, owner)
         if process.requester:
             manager = directory.manager_of(session, process.requester)

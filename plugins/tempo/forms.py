@@ -26,6 +26,9 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _UNSAFE_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 #: Numbers beyond this lose whole units as floats (2**53); amounts this big are typing mistakes.
 NUMBER_LIMIT = 2**53
+#: The largest file Tempo stores (``tempo.attachments``); a ``File`` field may allow less. It lives
+#: here rather than in ``tempo.attachments`` because DAG files import forms but never the store.
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 
 
 def has_unsafe_characters(value: str) -> bool:
@@ -35,6 +38,14 @@ def has_unsafe_characters(value: str) -> bool:
 
 
 UNSAFE_CHARACTERS_MESSAGE = "Remove the control characters (such as NUL) from the text."
+
+
+def size_text(size: int) -> str:
+    """A file size limit as people write it: 20 MB, 512 KB, 1,000 bytes (in units of 1,024)."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor:,} {unit}"
+    return f"{size:,} bytes"
 
 
 class FormErrors(ValueError):
@@ -279,13 +290,24 @@ class Email(Field):
 
 @dataclass
 class File(Field):
-    """Files are uploaded as attachments; the form value is the list of their attachment ids."""
+    """Files are uploaded as attachments; the form value is the list of their attachment ids.
+
+    :param max_bytes: the largest file the field takes (at most ``MAX_ATTACHMENT_BYTES``); an answer
+        naming a bigger attachment is refused on the field (``tempo.actions.complete``).
+    """
 
     kind: ClassVar[str] = "file"
 
     accept: str = ""
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = MAX_ATTACHMENT_BYTES
     multiple: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_bytes <= MAX_ATTACHMENT_BYTES:
+            raise ValueError(
+                f"a File field's max_bytes must be between 1 and {MAX_ATTACHMENT_BYTES} "
+                f"({size_text(MAX_ATTACHMENT_BYTES)}, the largest file Tempo stores)"
+            )
 
     def convert(self, raw: Any) -> list[int]:
         values = raw if isinstance(raw, list) else [raw]
@@ -378,5 +400,5 @@ class Form:
                 spec.choices = spec.options()
         return form
 
-    def file_fields(self) -> list[str]:
-        return [name for name, spec in self.fields.items() if isinstance(spec, File)]
+    def file_fields(self) -> dict[str, File]:
+        return {name: spec for name, spec in self.fields.items() if isinstance(spec, File)}

@@ -22,6 +22,7 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from tempo import config
+from tempo.web import URL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -122,25 +123,25 @@ def verify(token: str, *, expected_purpose: str = "act", max_age: int | None = N
 
 def task_link(task_id: int, username: str, purpose: str = "act") -> str:
     """The emailed URL, always built from ``[tempo] base_url`` (never from a request's Host header)."""
-    return f"{config.base_url()}/tempo/act/{sign(task_id, username, purpose)}"
+    return f"{config.base_url()}{URL_PREFIX}/act/{sign(task_id, username, purpose)}"
 
 
 def task_page(task_id: int) -> str:
-    return f"{config.base_url()}/tempo/tasks/{int(task_id)}"
+    return f"{config.base_url()}{URL_PREFIX}/tasks/{int(task_id)}"
 
 
 def attachment_download(attachment_id: int) -> str:
-    return f"{config.base_url()}/tempo/api/v1/attachments/{int(attachment_id)}"
+    return f"{config.base_url()}{URL_PREFIX}/api/v1/attachments/{int(attachment_id)}"
 
 
 def process_page(process_id: int) -> str:
-    return f"{config.base_url()}/tempo/processes/{int(process_id)}"
+    return f"{config.base_url()}{URL_PREFIX}/processes/{int(process_id)}"
 
 
 def respond_link(task_id: int, counterparty_code: str) -> str:
     """The link a counterparty follows to accept or dispute a result (``/tempo/respond/{token}``)."""
     token = sign(task_id, f"counterparty:{counterparty_code}", "respond")
-    return f"{config.base_url()}/tempo/respond/{token}"
+    return f"{config.base_url()}{URL_PREFIX}/respond/{token}"
 
 
 def _status_serializer() -> URLSafeTimedSerializer:
@@ -165,6 +166,11 @@ def verify_request_status(token: str) -> int:
     return int(data["r"])
 
 
+def request_status_path(process_id: int) -> str:
+    """The path of a request's status page (``request_status_link`` without the base URL)."""
+    return f"{URL_PREFIX}/requests/{sign_request_status(process_id)}"
+
+
 def request_status_link(process_id: int) -> str:
     """The requester's read-only status page of a request registered without a login."""
-    return f"{config.base_url()}/tempo/requests/{sign_request_status(process_id)}"
+    return f"{config.base_url()}{request_status_path(process_id)}"

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, case, distinct, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from tempo.sla import SLA_ACTOR
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     Counterparty,
@@ -42,8 +43,6 @@ from tempo.store.models import (
     Unit,
 )
 
-#: Who closes tasks on behalf of nobody (expiry with a default outcome): not a performer.
-SLA_ACTOR = "tempo-sla"
 #: At most this many rows in a listing (process log page, drill-down, overdue tasks).
 MAX_ROWS = 500
 #: The step of a running process that has no human step waiting (an automated step is running).

@@ -19,6 +19,10 @@ from tempo.working_hours import WorkingCalendar
 
 TimerKind = Literal["remind", "due", "escalate", "expire"]
 
+#: Who the history, the task and the reports name for what time did rather than a person: SLA timers
+#: (reminders, escalations, a task expired with its default outcome) and missed process deadlines.
+SLA_ACTOR = "tempo-sla"
+
 
 @dataclass(frozen=True)
 class Escalate:

@@ -337,6 +337,51 @@ def test_comments_and_attachments(web, task):
     assert "Calling the customer" in page.text and "passwd" in page.text
 
 
+def test_a_file_field_refuses_a_file_above_its_max_bytes_on_page_and_api(web):
+    from tempo.forms import File, Form
+
+    with write_session() as session:
+        drawing = make_task(
+            session,
+            dag_id="rma_sales_order",
+            form_schema=Form(drawing=File(max_bytes=10)).schema(),
+            candidate_role="customer_service",
+        )
+    sandra = auth("sandra")
+    ids = {}
+    for name, size in (("big", 11), ("fits", 10)):
+        upload = web.post(
+            f"/tempo/api/v1/tasks/{drawing.id}/attachments",
+            files={"file": (f"{name}.pdf", b"x" * size)},
+            headers=sandra,
+        )
+        assert upload.status_code == 201  # within Tempo's own limit
+        ids[name] = upload.json()["id"]
+    before = snapshot(drawing.id)
+    api = web.post(
+        f"/tempo/api/v1/tasks/{drawing.id}/complete",
+        json={"answers": {"drawing": [ids["big"]]}},
+        headers=sandra,
+    )
+    assert api.status_code == 422
+    assert api.json()["detail"]["errors"] == {"drawing": "Files may be at most 10 bytes."}
+    token = csrf_of(web.get(f"/tempo/tasks/{drawing.id}", headers=sandra).text)
+    page = web.post(
+        f"/tempo/tasks/{drawing.id}/complete",
+        data={"csrf": token, "drawing": str(ids["big"])},
+        headers=sandra,
+    )
+    assert page.status_code == 422
+    assert 'id="error-drawing"' in page.text and "Files may be at most 10 bytes." in page.text
+    assert snapshot(drawing.id) == before
+    ok = web.post(
+        f"/tempo/api/v1/tasks/{drawing.id}/complete",
+        json={"answers": {"drawing": [ids["fits"]]}},
+        headers=sandra,
+    )
+    assert ok.status_code == 200 and ok.json()["result"] == {"drawing": [ids["fits"]]}
+
+
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -405,6 +450,22 @@ def test_catalog_lists_process_templates(web):
 def test_openapi_describes_the_json_api(web):
     paths = web.get("/tempo/openapi.json").json()["paths"]
     assert {"/api/v1/tasks/{task_id}/complete", "/api/v1/processes/{dag_id}", "/api/v1/tasks"} <= set(paths)
+
+
+def test_openapi_describes_what_the_task_routes_answer(web):
+    api = web.get("/tempo/openapi.json").json()
+    paths, schemas = api["paths"], api["components"]["schemas"]
+
+    def answer(path, method):
+        return paths[path][method]["responses"][str(200 if method == "get" else 201)]["content"][
+            "application/json"
+        ]
+
+    assert answer("/api/v1/tasks", "get")["schema"]["items"]["$ref"].endswith("/TaskOut")
+    assert answer("/api/v1/tasks/{task_id}/comments", "post")["schema"]["$ref"].endswith("/CommentOut")
+    task = schemas["TaskOut"]["properties"]
+    assert {"id", "task_id", "status", "form", "due_at", "version"} <= set(task)
+    assert task["due_at"]["anyOf"][0] == {"type": "string", "format": "date-time"}
 
 
 OPERATOR = [r for r in ROUTES if r[3] == "operator"]

@@ -18,6 +18,7 @@ from tempo.store.models import (
     TaskEvent,
     utcnow,
 )
+from tempo.web import URL_PREFIX
 from tempo.web.common import StoreId, render
 from tempo.web.security import CurrentUser, check_csrf, csrf_token, is_operator, require_read, user_name
 
@@ -117,4 +118,4 @@ async def retry(request: Request, message_id: StoreId, user: CurrentUser) -> Res
         )
         key = row.dedup_key
     deliver_pending(keys=[key])
-    return RedirectResponse("/tempo/admin/outbox", status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{URL_PREFIX}/admin/outbox", status_code=status.HTTP_303_SEE_OTHER)

@@ -1,16 +1,24 @@
-"""Tempo's FastAPI app, mounted by the plugin at ``/tempo`` in Airflow's API server."""
+"""Tempo's FastAPI app, mounted by the plugin at ``/tempo`` in Airflow's API server.
+
+Errors are answered here, once: ``HTTPException``, ``FormErrors`` (422, a message per field),
+``TaskConflict`` (409) and ``LinkRefused`` (the page "This link cannot be used") become JSON under
+``/tempo/api/`` (or for a client that accepts JSON) and a page a person can read everywhere else.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, has_unsafe_characters
+from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, FormErrors, has_unsafe_characters
+from tempo.store.tasks import TaskConflict
 from tempo.web import URL_PREFIX, admin, api, email_links, pages, public
 from tempo.web import reports as report_routes
 from tempo.web.common import SECURITY_HEADERS, render
+from tempo.web.deps import LinkRefused
 
 
 def create_app() -> FastAPI:
@@ -29,31 +37,16 @@ def create_app() -> FastAPI:
     app.include_router(report_routes.api)
     app.include_router(report_routes.pages)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        # The JSON API answers JSON; pages answer a page a person can read.
-        if _wants_json(request):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        title = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Already done"}.get(
-            exc.status_code, "Something is wrong"
-        )
-        detail = exc.detail
-        if isinstance(detail, dict) and isinstance(detail.get("errors"), dict):
-            detail = "; ".join(f"{field}: {message}" for field, message in detail["errors"].items())
-        response = render(
-            request, "message.html", {"title": title, "message": str(detail)}, status_code=exc.status_code
-        )
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(FormErrors, _form_errors)  # type: ignore[arg-type]
+    app.add_exception_handler(TaskConflict, _task_conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(LinkRefused, _link_refused)  # type: ignore[arg-type]
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         problems = _unsafe_parameters(request)
         if problems:
-            response = await http_error(
-                request, HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": problems})
-            )
+            response = _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": problems})
         else:
             response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
@@ -61,6 +54,53 @@ def create_app() -> FastAPI:
         return response
 
     return app
+
+
+# --- errors: JSON for the API, a page a person can read for the pages --------------------------------
+
+_TITLES = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Already done"}
+
+
+def _error(
+    request: Request,
+    status_code: int,
+    detail: Any,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """``{"detail": detail}`` for the JSON API; else the message page, field errors one after another."""
+    if _wants_json(request):
+        return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+    if isinstance(detail, dict) and isinstance(detail.get("errors"), dict):
+        detail = "; ".join(f"{field}: {message}" for field, message in detail["errors"].items())
+    response = render(
+        request,
+        "message.html",
+        {"title": title or _TITLES.get(status_code, "Something is wrong"), "message": str(detail)},
+        status_code=status_code,
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    return _error(request, exc.status_code, exc.detail, headers=exc.headers)
+
+
+async def _form_errors(request: Request, exc: FormErrors) -> Response:
+    """Invalid input that no page showed again with its form: 422 with a message per field."""
+    return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": exc.errors})
+
+
+async def _task_conflict(request: Request, exc: TaskConflict) -> Response:
+    """Someone else acted first, or the task is closed: 409."""
+    return _error(request, status.HTTP_409_CONFLICT, str(exc), title="Nothing left to do")
+
+
+async def _link_refused(request: Request, exc: LinkRefused) -> Response:
+    return _error(request, exc.status_code, exc.message, title="This link cannot be used")
 
 
 def _wants_json(request: Request) -> bool:

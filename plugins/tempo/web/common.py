@@ -15,9 +15,10 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from tempo import config, directory
-from tempo.forms import Form, FormErrors
+from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     MAX_ID,
@@ -29,6 +30,7 @@ from tempo.store.models import (
     TaskStatus,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
+from tempo.web import URL_PREFIX
 
 #: Never leak the page (and the signed token in its URL) to other sites.
 SECURITY_HEADERS = {
@@ -76,7 +78,7 @@ def render(
     request: Request | None, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     env = _environment(str(Path(config.templates_folder()) / "pages"))
-    html = env.get_template(template).render(prefix="/tempo", **context)
+    html = env.get_template(template).render(prefix=URL_PREFIX, **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
@@ -103,6 +105,12 @@ def person_inbox(session: Session, person: Person, **filters: Any) -> list[Task]
     )
 
 
+async def read_upload(upload: UploadFile) -> bytes:
+    """An uploaded file's content, read up to one byte past Tempo's limit: enough for
+    ``attachments.check_upload`` to refuse a bigger file without holding all of it in memory."""
+    return await upload.read(MAX_ATTACHMENT_BYTES + 1)
+
+
 async def form_data(request: Request) -> dict[str, Any]:
     """A posted form as a dict; a field sent several times becomes a list."""
     data: dict[str, Any] = {}
@@ -113,11 +121,17 @@ async def form_data(request: Request) -> dict[str, Any]:
     return data
 
 
-def load_task(session: Session, task_id: int) -> Task:
+def load_task(session: Session, task_pk: int) -> Task:
     try:
-        return get_task(session, task_id)
+        return get_task(session, task_pk)
     except TaskNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_id} does not exist.") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_pk} does not exist.") from None
+
+
+def client_email_errors(exc: FormErrors) -> dict[str, str]:
+    """``required_actions.email_client``'s errors under the names of the client email's form
+    (``client_subject``...), apart from the answer form's own fields."""
+    return {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
 
 
 @dataclass
@@ -155,30 +169,3 @@ def task_view(session: Session, task: Task) -> TaskView:
         attachments=attachments,
         people=people,
     )
-
-
-def task_json(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "process_id": task.process_id,
-        "dag_id": task.dag_id,
-        "run_id": task.run_id,
-        "task_id": task.task_id,
-        "map_index": task.map_index,
-        "title": task.title,
-        "instructions": task.instructions,
-        "status": task.status.value,
-        "assignee": task.assignee,
-        "candidate_role": task.candidate_role,
-        "candidate_unit": task.candidate_unit,
-        "claimed_by": task.claimed_by,
-        "outcomes": task.outcomes,
-        "form": task.form_schema,
-        "due_at": task.due_at.isoformat() if task.due_at else None,
-        "sla_state": task.sla_state.value,
-        "outcome": task.outcome,
-        "result": task.result,
-        "completed_by": task.completed_by,
-        "completed_at": task.completed_at.isoformat() if task.completed_at else None,
-        "version": task.version,
-    }

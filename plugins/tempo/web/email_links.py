@@ -3,7 +3,8 @@
 ``GET /tempo/act/{token}`` only shows the task and its form (mail scanners and link previews open
 links); ``POST`` with the page's CSRF token records the answer as the person the link was made for.
 The token names task, person and purpose, is signed and expires; once the task is closed the link
-shows what happened and accepts nothing.
+shows what happened and accepts nothing. A link that cannot be used is refused by its dependencies
+(``web/deps.py``) with the page "This link cannot be used".
 """
 
 from __future__ import annotations
@@ -12,169 +13,134 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from tempo import actions, links, required_actions
 from tempo.forms import FormErrors
-from tempo.store.engine import read_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Person
-from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
-from tempo.web.common import form_data, posted_version, render, task_view
-from tempo.web.security import check_csrf, csrf_token, may_act
+from tempo.store.models import ACTIVE_TASK_STATUSES, Person, Task
+from tempo.web import URL_PREFIX
+from tempo.web.common import client_email_errors, form_data, posted_version, render, task_view
+from tempo.web.deps import (
+    AssignedLinkTaskDep,
+    LinkClaimsDep,
+    LinkRefused,
+    LinkTaskDep,
+    SessionDep,
+    assigned_link_task,
+    link_task,
+)
+from tempo.web.security import check_csrf, csrf_token
 
 router = APIRouter(include_in_schema=False)
 
 
-def _refuse(request: Request, message: str, status_code: int) -> Response:
-    return render(
-        request,
-        "message.html",
-        {"title": "This link cannot be used", "message": message},
-        status_code=status_code,
-    )
+def _path(token: str) -> str:
+    return f"{URL_PREFIX}/act/{token}"
 
 
-def _claims(request: Request, token: str) -> links.LinkClaims | Response:
-    try:
-        return links.verify(token)
-    except links.LinkExpired:
-        return _refuse(request, "The link has expired. Ask for the task to be sent to you again.", 410)
-    except links.LinkError as exc:
-        return _refuse(request, str(exc), 404)
+def _csrf_subject(claims: links.LinkClaims) -> str:
+    return f"link:{claims.username}"
 
 
 def _page(
     request: Request,
+    session: Session,
     token: str,
     claims: links.LinkClaims,
+    task: Task,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    with read_session() as session:
-        try:
-            task = get_task(session, claims.task_id)
-        except TaskNotFound:
-            return _refuse(request, "This task no longer exists.", 404)
-        person = session.get(Person, claims.username)
-        if task.status not in ACTIVE_TASK_STATUSES:
-            who = f" by {task.completed_by}" if task.completed_by else ""
-            return render(
-                request,
-                "message.html",
-                {
-                    "title": "Nothing left to do",
-                    "message": f"This task is already {task.status.value}{who}.",
-                },
-                status_code=status.HTTP_409_CONFLICT if status_code != 200 else 200,
-            )
-        if not may_act(session, person, task):
-            return _refuse(request, "This task is no longer assigned to you.", 403)
-        view = task_view(session, task)
-        client_email = required_actions.client_email_view(session, task)
+    """The task and its form; once the task is closed, what happened (409 for a refused answer)."""
+    if task.status not in ACTIVE_TASK_STATUSES:
+        who = f" by {task.completed_by}" if task.completed_by else ""
+        return render(
+            request,
+            "message.html",
+            {"title": "Nothing left to do", "message": f"This task is already {task.status.value}{who}."},
+            status_code=status.HTTP_409_CONFLICT if status_code != 200 else 200,
+        )
     return render(
         request,
         "act.html",
         {
-            "view": view,
+            "view": task_view(session, task),
             "task": task,
-            "person": person,
+            "person": session.get(Person, claims.username),
             "token": token,
             "errors": errors or {},
             "values": values or {},
-            "csrf": csrf_token(f"link:{claims.username}", f"task:{task.id}"),
-            "client_email": client_email,
-            "client_email_action": f"/tempo/act/{token}/email-client",
+            "csrf": csrf_token(_csrf_subject(claims), f"task:{task.id}"),
+            "client_email": required_actions.client_email_view(session, task),
+            "client_email_action": f"{_path(token)}/email-client",
         },
         status_code=status_code,
     )
 
 
+def _refused_answer(
+    request: Request,
+    session: Session,
+    token: str,
+    claims: links.LinkClaims,
+    errors: dict[str, str],
+    values: dict[str, Any],
+) -> Response:
+    """The page again after an answer was refused (422), as the task is now: it may have been
+    answered or handed over meanwhile."""
+    task = assigned_link_task(link_task(claims, session), claims, session)
+    return _page(request, session, token, claims, task, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
 @router.get("/act/{token}")
-def show(request: Request, token: str) -> Response:
-    claims = _claims(request, token)
-    if isinstance(claims, Response):
-        return claims
-    return _page(request, token, claims)
+def show(
+    request: Request, token: str, claims: LinkClaimsDep, task: AssignedLinkTaskDep, session: SessionDep
+) -> Response:
+    return _page(request, session, token, claims, task)
 
 
 @router.post("/act/{token}")
-async def act(request: Request, token: str) -> Response:
-    claims = _claims(request, token)
-    if isinstance(claims, Response):
-        return claims
+async def act(
+    request: Request, token: str, claims: LinkClaimsDep, task: AssignedLinkTaskDep, session: SessionDep
+) -> Response:
     data = await form_data(request)
+    check_csrf(str(data.get("csrf") or ""), _csrf_subject(claims), f"task:{task.id}")
     answers = {k: v for k, v in data.items() if k not in ("csrf", "outcome", "version")}
-    with read_session() as session:
-        try:
-            task = get_task(session, claims.task_id)
-        except TaskNotFound:
-            return _refuse(request, "This task no longer exists.", 404)
-        if task.status in ACTIVE_TASK_STATUSES and not may_act(
-            session, session.get(Person, claims.username), task
-        ):
-            return _refuse(request, "This task is no longer assigned to you.", 403)
-    check_csrf(str(data.get("csrf") or ""), f"link:{claims.username}", f"task:{claims.task_id}")
     try:
         actions.complete(
-            claims.task_id,
+            task.id,
             actor=claims.username,
             answers=answers,
             outcome=str(data.get("outcome") or "") or None,
             expected_version=posted_version(data),
         )
     except FormErrors as exc:
-        return _page(request, token, claims, errors=exc.errors, values=answers, status_code=422)
-    except TaskConflict as exc:
-        return render(
-            request, "message.html", {"title": "Nothing left to do", "message": str(exc)}, status_code=409
-        )
-    return RedirectResponse(f"/tempo/act/{token}/done", status_code=status.HTTP_303_SEE_OTHER)
+        return _refused_answer(request, session, token, claims, exc.errors, answers)
+    return RedirectResponse(f"{_path(token)}/done", status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/act/{token}/email-client")
-async def email_client(request: Request, token: str) -> Response:
+async def email_client(
+    request: Request, token: str, claims: LinkClaimsDep, task: AssignedLinkTaskDep, session: SessionDep
+) -> Response:
     """The step's required action, for the person the link was made for (see ``required_actions``)."""
-    claims = _claims(request, token)
-    if isinstance(claims, Response):
-        return claims
     data = await form_data(request)
-    with read_session() as session:
-        try:
-            task = get_task(session, claims.task_id)
-        except TaskNotFound:
-            return _refuse(request, "This task no longer exists.", 404)
-        if task.status in ACTIVE_TASK_STATUSES and not may_act(
-            session, session.get(Person, claims.username), task
-        ):
-            return _refuse(request, "This task is no longer assigned to you.", 403)
-    check_csrf(str(data.get("csrf") or ""), f"link:{claims.username}", f"task:{claims.task_id}")
+    check_csrf(str(data.get("csrf") or ""), _csrf_subject(claims), f"task:{task.id}")
     values = {"client_subject": str(data.get("subject", "")), "client_text": str(data.get("text", ""))}
     try:
         actions.email_client(
-            claims.task_id,
-            actor=claims.username,
-            subject=values["client_subject"],
-            text=values["client_text"],
+            task.id, actor=claims.username, subject=values["client_subject"], text=values["client_text"]
         )
     except FormErrors as exc:
-        errors = {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
-        return _page(request, token, claims, errors=errors, values=values, status_code=422)
-    except TaskConflict as exc:
-        return render(
-            request, "message.html", {"title": "Nothing left to do", "message": str(exc)}, status_code=409
-        )
-    return RedirectResponse(f"/tempo/act/{token}", status_code=status.HTTP_303_SEE_OTHER)
+        return _refused_answer(request, session, token, claims, client_email_errors(exc), values)
+    return RedirectResponse(_path(token), status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/act/{token}/done")
-def done(request: Request, token: str) -> Response:
-    claims = _claims(request, token)
-    if isinstance(claims, Response):
-        return claims
-    with read_session() as session:
-        task = get_task(session, claims.task_id)
+def done(request: Request, claims: LinkClaimsDep, task: LinkTaskDep) -> Response:
     if task.completed_by != claims.username:
-        return _refuse(request, "This task was not completed through this link.", 404)
+        raise LinkRefused("This task was not completed through this link.", status.HTTP_404_NOT_FOUND)
     return render(
         request,
         "message.html",

@@ -20,7 +20,7 @@ from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Process, TaskStatus, utcnow
 from tempo.store.tasks import TaskConflict
-from tempo.web import airflow_data
+from tempo.web import URL_PREFIX, airflow_data
 from tempo.web.common import (
     StoreId,
     form_data,
@@ -28,6 +28,7 @@ from tempo.web.common import (
     parse_status_filter,
     person_inbox,
     posted_version,
+    read_upload,
     render,
     task_view,
 )
@@ -58,7 +59,7 @@ def _see(url: str) -> RedirectResponse:
 @router.get("/")
 def home(user: CurrentUser) -> RedirectResponse:
     require_read(user)
-    return RedirectResponse("/tempo/inbox", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return RedirectResponse(f"{URL_PREFIX}/inbox", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
 
 @router.get("/inbox")
@@ -160,7 +161,7 @@ def _task_page(
             "route_map": render_route_map(shape.steps, shape.states, highlight=task.task_id),
             "next_steps": downstream,
             "client_email": client_email,
-            "client_email_action": f"/tempo/tasks/{task.id}/email-client",
+            "client_email_action": f"{URL_PREFIX}/tasks/{task.id}/email-client",
             "csrf": csrf_token(subject, f"task:{task.id}"),
         },
         status_code=status_code,
@@ -209,7 +210,7 @@ async def complete(request: Request, task_id: StoreId, user: CurrentUser) -> Res
         return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
     except TaskConflict as exc:
         return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"/tempo/tasks/{task_id}?done=completed")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=completed")
 
 
 async def _simple_action(
@@ -241,7 +242,7 @@ async def claim(request: Request, task_id: StoreId, user: CurrentUser) -> Respon
         actions.claim(task_id, actor=person.username)
     except TaskConflict as exc:
         return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"/tempo/tasks/{task_id}?done=claimed")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=claimed")
 
 
 @router.post("/tasks/{task_id}/unclaim")
@@ -251,7 +252,7 @@ async def unclaim(request: Request, task_id: StoreId, user: CurrentUser) -> Resp
         actions.unclaim(task_id, actor=person.username)
     except TaskConflict as exc:
         return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"/tempo/tasks/{task_id}?done=unclaimed")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=unclaimed")
 
 
 async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, kind: str) -> Response:
@@ -265,7 +266,7 @@ async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, ki
         return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
     except TaskConflict as exc:
         return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"/tempo/tasks/{task_id}?done=assigned")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=assigned")
 
 
 @router.post("/tasks/{task_id}/delegate")
@@ -291,7 +292,7 @@ async def email_client(request: Request, task_id: int, user: CurrentUser) -> Res
         return _task_page(request, user, task_id, errors=errors, values=values, status_code=422)
     except TaskConflict as exc:
         return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"/tempo/tasks/{task_id}?done=emailed")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=emailed")
 
 
 @router.post("/tasks/{task_id}/comment")
@@ -301,7 +302,7 @@ async def comment(request: Request, task_id: StoreId, user: CurrentUser) -> Resp
         actions.comment(task_id, actor=person.username, text=str(data.get("text", "")))
     except FormErrors as exc:
         return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
-    return _see(f"/tempo/tasks/{task_id}?done=commented")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=commented")
 
 
 @router.post("/tasks/{task_id}/attachments")
@@ -314,7 +315,7 @@ async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Respo
         person = require_act(session, user, task)
     if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
         return _task_page(request, user, task_id, errors={"file": "Choose a file."}, status_code=422)
-    data = await upload.read(20 * 1024 * 1024 + 1)  # type: ignore[union-attr]
+    data = await read_upload(upload)  # type: ignore[arg-type]
     try:
         add_attachment(
             task_id,
@@ -325,7 +326,7 @@ async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Respo
         )
     except AttachmentError as exc:
         return _task_page(request, user, task_id, errors={"file": str(exc)}, status_code=422)
-    return _see(f"/tempo/tasks/{task_id}?done=attached")
+    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=attached")
 
 
 @router.get("/processes/{process_id}")
@@ -419,4 +420,4 @@ async def start(request: Request, dag_id: str, user: CurrentUser) -> Response:
         )
     conf["requester"] = user_name(user)
     run_id = airflow_data.start_process(dag_id, conf, user_name(user))
-    return _see(f"/tempo/start/{dag_id}?" + urlencode({"started": run_id}))
+    return _see(f"{URL_PREFIX}/start/{dag_id}?" + urlencode({"started": run_id}))

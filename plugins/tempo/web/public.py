@@ -19,19 +19,21 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
 from tempo import actions, config, links, ratelimit
-from tempo.attachments import MAX_BYTES, AttachmentError, add_attachment, add_process_attachment, check_upload
+from tempo.attachments import AttachmentError, add_attachment, add_process_attachment, check_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
 from tempo.steps.process import REQUESTER_KEY, process_title
-from tempo.store.engine import read_session, write_session
+from tempo.store.engine import write_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, ProcessStatus, Task, TaskEvent
 from tempo.store.processes import ensure_process
-from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
+from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import render
+from tempo.web.common import read_upload, render
+from tempo.web.deps import RespondClaimsDep, RespondTaskDep, SessionDep, StatusProcessDep, respond_task
 from tempo.web.security import check_csrf, csrf_token
 
 router = APIRouter(include_in_schema=False)
@@ -126,7 +128,7 @@ async def _uploads(form: FormData, name: str, errors: dict[str, str]) -> list[Up
         return []
     uploads = []
     for file in files:
-        data = await file.read(MAX_BYTES + 1)
+        data = await read_upload(file)
         try:
             check_upload(data)
         except AttachmentError as exc:
@@ -229,24 +231,13 @@ async def register(request: Request, type_code: str) -> Response:
             content_type=upload.content_type,
             data=upload.data,
         )
-    return RedirectResponse(
-        f"/tempo/requests/{links.sign_request_status(process_id)}", status_code=status.HTTP_303_SEE_OTHER
-    )
+    return RedirectResponse(links.request_status_path(process_id), status_code=status.HTTP_303_SEE_OTHER)
 
 
 # --- the requester's status page -------------------------------------------------------------------
 
 
-def _refuse(request: Request, message: str, status_code: int) -> Response:
-    return render(
-        request,
-        "message.html",
-        {"title": "This link cannot be used", "message": message},
-        status_code=status_code,
-    )
-
-
-def _waiting_answer(session: Any, process: Process) -> Task | None:
+def _waiting_answer(session: Session, process: Process) -> Task | None:
     """The counterparty's open step of the process, if it has one."""
     if not process.counterparty_code:
         return None
@@ -267,26 +258,16 @@ def _stage_of(process: Process) -> str:
 
 
 @router.get("/requests/{token}")
-def request_status(request: Request, token: str) -> Response:
-    try:
-        process_id = links.verify_request_status(token)
-    except links.LinkExpired:
-        return _refuse(request, "The link has expired.", status.HTTP_410_GONE)
-    except links.LinkError as exc:
-        return _refuse(request, str(exc), status.HTTP_404_NOT_FOUND)
-    with read_session() as session:
-        process = session.get(Process, process_id)
-        if process is None:
-            return _refuse(request, "This request no longer exists.", status.HTTP_404_NOT_FOUND)
-        stages = list(
-            session.scalars(
-                select(TaskEvent)
-                .where(TaskEvent.process_id == process.id, TaskEvent.kind == "stage")
-                .order_by(TaskEvent.at, TaskEvent.id)
-            )
+def request_status(request: Request, process: StatusProcessDep, session: SessionDep) -> Response:
+    stages = list(
+        session.scalars(
+            select(TaskEvent)
+            .where(TaskEvent.process_id == process.id, TaskEvent.kind == "stage")
+            .order_by(TaskEvent.at, TaskEvent.id)
         )
-        files = list(session.scalars(select(Attachment).where(Attachment.process_id == process.id)))
-        waiting = _waiting_answer(session, process)
+    )
+    files = list(session.scalars(select(Attachment).where(Attachment.process_id == process.id)))
+    waiting = _waiting_answer(session, process)
     try:
         type_name = load_catalog().request_type(str(process.data.get("request_type"))).name
     except (KeyError, CatalogError):
@@ -316,33 +297,17 @@ def request_status(request: Request, token: str) -> Response:
 # --- the counterparty's answer to a result -----------------------------------------------------------
 
 
-def _respond_claims(request: Request, token: str) -> links.LinkClaims | Response:
-    try:
-        return links.verify(token, expected_purpose="respond")
-    except links.LinkExpired:
-        return _refuse(
-            request, "The link has expired. Ask us to send the result again.", status.HTTP_410_GONE
-        )
-    except links.LinkError as exc:
-        return _refuse(request, str(exc), status.HTTP_404_NOT_FOUND)
-
-
 def _respond_page(
     request: Request,
+    session: Session,
     token: str,
     claims: links.LinkClaims,
+    task: Task,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    with read_session() as session:
-        try:
-            task = get_task(session, claims.task_id)
-        except TaskNotFound:
-            return _refuse(request, "This request no longer exists.", status.HTTP_404_NOT_FOUND)
-        if task.assignee != claims.username:
-            return _refuse(request, "This link is not meant for this request.", status.HTTP_403_FORBIDDEN)
-        process = session.get_one(Process, task.process_id)
+    process = session.get_one(Process, task.process_id)
     if task.status not in ACTIVE_TASK_STATUSES:
         answered = {"accept": "accepted", "dispute": "disputed"}.get(task.outcome or "", task.status.value)
         return render(
@@ -364,7 +329,7 @@ def _respond_page(
             "token": token,
             "errors": errors or {},
             "values": values or {},
-            "status_link": f"/tempo/requests/{links.sign_request_status(process.id)}",
+            "status_link": links.request_status_path(process.id),
             "csrf": csrf_token(claims.username, f"respond:{task.id}"),
         },
         status_code=status_code,
@@ -372,29 +337,20 @@ def _respond_page(
 
 
 @router.get("/respond/{token}")
-def respond_page(request: Request, token: str) -> Response:
-    claims = _respond_claims(request, token)
-    if isinstance(claims, Response):
-        return claims
-    return _respond_page(request, token, claims)
+def respond_page(
+    request: Request, token: str, claims: RespondClaimsDep, task: RespondTaskDep, session: SessionDep
+) -> Response:
+    return _respond_page(request, session, token, claims, task)
 
 
 @router.post("/respond/{token}")
-async def respond(request: Request, token: str) -> Response:
-    claims = _respond_claims(request, token)
-    if isinstance(claims, Response):
-        return claims
+async def respond(request: Request, token: str, claims: RespondClaimsDep, session: SessionDep) -> Response:
     form = await request.form()
     check_csrf(str(form.get("csrf") or ""), claims.username, f"respond:{claims.task_id}")
-    with read_session() as session:
-        try:
-            task = get_task(session, claims.task_id)
-        except TaskNotFound:
-            return _refuse(request, "This request no longer exists.", status.HTTP_404_NOT_FOUND)
-    if task.assignee != claims.username:
-        return _refuse(request, "This link is not meant for this request.", status.HTTP_403_FORBIDDEN)
+    # The task once the form proved it came from its page (as for the pages of logged-in people).
+    task = respond_task(claims, session)
     if task.status not in ACTIVE_TASK_STATUSES:
-        return _respond_page(request, token, claims, status_code=status.HTTP_409_CONFLICT)
+        return _respond_page(request, session, token, claims, task, status_code=status.HTTP_409_CONFLICT)
     outcome = str(form.get("outcome") or "")
     claim = str(form.get("claim") or "").strip()
     errors: dict[str, str] = {}
@@ -405,7 +361,9 @@ async def respond(request: Request, token: str) -> Response:
     uploads = await _uploads(form, "claim_files", errors) if outcome == "dispute" else []
     if errors:
         values = {"claim": claim}
-        return _respond_page(request, token, claims, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return _respond_page(
+            request, session, token, claims, task, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
     # Files first (a claim names them), then the answer: one compare-and-set, one winner.
     ids = [
         add_attachment(
@@ -418,13 +376,22 @@ async def respond(request: Request, token: str) -> Response:
         done = actions.complete(
             task.id, actor=claims.username, answers=answers, outcome=outcome, expected_version=task.version
         )
-    except FormErrors as exc:
+    except FormErrors as exc:  # the page again, as the task is now
+        refused = respond_task(claims, session)
+        values = {"claim": claim}
         return _respond_page(
-            request, token, claims, exc.errors, {"claim": claim}, status.HTTP_422_UNPROCESSABLE_CONTENT
+            request,
+            session,
+            token,
+            claims,
+            refused,
+            exc.errors,
+            values,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    except TaskConflict:
-        return _respond_page(request, token, claims, status_code=status.HTTP_409_CONFLICT)
+    except TaskConflict:  # answered meanwhile: the page says how
+        refused = respond_task(claims, session)
+        return _respond_page(request, session, token, claims, refused, status_code=status.HTTP_409_CONFLICT)
     return RedirectResponse(
-        f"/tempo/requests/{links.sign_request_status(done.task.process_id)}",
-        status_code=status.HTTP_303_SEE_OTHER,
+        links.request_status_path(done.task.process_id), status_code=status.HTTP_303_SEE_OTHER
     )

@@ -28,6 +28,7 @@ from tempo import reports
 from tempo.reports import Period, ReportError, Scope
 from tempo.store.engine import read_session
 from tempo.store.models import utcnow
+from tempo.web import URL_PREFIX
 from tempo.web.charts import Bar, bar_chart
 from tempo.web.common import render
 from tempo.web.security import CurrentUser, is_operator, person_of, require_read, user_name
@@ -154,7 +155,7 @@ def duration(seconds: float | None) -> str:
 
 
 def page(request: Request, template: str, view: Viewer, report: Report, **context: Any) -> Response:
-    api_path = request.url.path.replace("/tempo/reports/", "/tempo/api/v1/reports/", 1)
+    api_path = request.url.path.replace(f"{URL_PREFIX}/reports/", f"{URL_PREFIX}/api/v1/reports/", 1)
     return render(
         request,
         template,
@@ -227,7 +228,7 @@ def funnel_json(
 @pages.get("")
 def reports_home(user: CurrentUser) -> RedirectResponse:
     require_read(user)
-    return RedirectResponse("/tempo/reports/funnel", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    return RedirectResponse(f"{URL_PREFIX}/reports/funnel", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
 
 
 @pages.get("/funnel")
@@ -386,7 +387,7 @@ def performance_page(
         assert report.period is not None
         params = {"from": report.period.first_day.isoformat(), "to": report.period.last_day.isoformat()}
         params.update({"template": template} if template else {})
-        return "/tempo/reports/performance/tasks?" + urlencode({**params, **where})
+        return f"{URL_PREFIX}/reports/performance/tasks?" + urlencode({**params, **where})
 
     people: list[reports.PerformanceRow] = report.tables["people"][1]
     units: list[reports.PerformanceRow] = report.tables["units"][1]
@@ -598,11 +599,9 @@ def processes_page(
     with viewer(user) as view:
         report = processes_report(view, first, last, template, status, requester, counterparty, limit, offset)
     statuses: list[reports.StatusCount] = report.tables["statuses"][1]
+    here = f"{URL_PREFIX}/reports/processes"
     chart = bar_chart(
-        [
-            Bar(s.status, s.processes, href=f"/tempo/reports/processes?{_query(request, status=s.status)}")
-            for s in statuses
-        ],
+        [Bar(s.status, s.processes, href=f"{here}?{_query(request, status=s.status)}") for s in statuses],
         title="Processes by status",
     )
     return page(
