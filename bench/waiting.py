@@ -2,7 +2,8 @@
 and the standard provider's ApprovalOperator, one after another in one invocation.
 
 Each system gets its own Airflow (api-server, scheduler, dag-processor, one triggerer with the
-default capacity of 1,000; LocalExecutor), its own fresh databases and a mail catcher:
+capacity ``--capacity``, by default Airflow's 1,000; LocalExecutor), its own fresh databases and a
+mail catcher:
 
 - ``before``: Tempo as of commit ``BEFORE`` (steps defer to ``HumanStepTrigger``; SLA timers run
   inside the trigger on the triggerer). A temporary git worktree of that commit is put first on
@@ -235,6 +236,8 @@ class Result:
     not_waiting: dict[str, int] = dataclasses.field(default_factory=dict)
     load_start: str = ""
     load_end: str = ""
+    #: dag-processor restarts (see ``keep_alive``)
+    restarts: int = 0
 
     @property
     def opened_per_s(self) -> float:
@@ -272,7 +275,11 @@ def make_stack(system: str, home: Path, args: argparse.Namespace, smtp_port: int
     dags = home / "dags"
     dags.mkdir(parents=True)
     (dags / f"{DAGS[system]}.py").symlink_to(REPO / "bench" / "dags" / f"{DAGS[system]}.py")
-    env = {**SCALE_ENV, "TEMPO_BENCH_REMIND_AFTER": str(args.remind_after)}
+    env = {
+        **SCALE_ENV,
+        "TEMPO_BENCH_REMIND_AFTER": str(args.remind_after),
+        "AIRFLOW__TRIGGERER__CAPACITY": str(args.capacity),
+    }
     kwargs: dict[str, Any] = {}
     cluster = None
     if system == "before":
@@ -300,6 +307,18 @@ def make_stack(system: str, home: Path, args: argparse.Namespace, smtp_port: int
         home=home / "airflow", dags_folder=dags, smtp_port=smtp_port, extra_env=env, **kwargs
     )
     return stack, cluster
+
+
+def keep_alive(stack: AirflowStack, result: Result) -> None:
+    """Restart the dag-processor if it died (on a loaded machine SQLite's lock wait can outlast its
+    heartbeat's); any other component dying ends the bench."""
+    process = stack.processes.get("dag-processor")
+    if process is not None and process.poll() is not None:
+        log(f"  dag-processor exited with {process.returncode}; restarting it")
+        stack.processes.pop("dag-processor")
+        stack.restart("dag-processor")
+        result.restarts += 1
+    stack._check_alive()
 
 
 def open_steps(stack: AirflowStack, dag_id: str, steps: int, runs: int) -> list[str]:
@@ -344,7 +363,7 @@ def bench_system(system: str, args: argparse.Namespace, old: Path | None) -> Res
             if elapsed - last_print >= 30:
                 log(f"  {states.get(parked, 0)} {parked} after {elapsed:.0f}s {bad or ''}, load {load()}")
                 last_print = elapsed
-            stack._check_alive()
+            keep_alive(stack, result)
             time.sleep(2)
         result.open_s = time.monotonic() - started
         log(f"{system}: {args.steps} steps {parked} in {result.open_s:.0f}s ({result.opened_per_s:.2f}/s)")
@@ -368,7 +387,7 @@ def bench_system(system: str, args: argparse.Namespace, old: Path | None) -> Res
                     f"{left:.0f}s left, load {load()}"
                 )
                 last_print = time.monotonic()
-            stack._check_alive()
+            keep_alive(stack, result)
             time.sleep(5)
         result.cpu = sampler.stop()
         result.load_end = load()
@@ -466,9 +485,12 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--runs", type=int, default=3, help="DAG runs the steps are spread over")
+    parser.add_argument("--runs", type=int, default=10, help="DAG runs the steps are spread over")
     parser.add_argument("--remind-after", type=float, default=300, help="seconds from a step's opening")
     parser.add_argument("--grace", type=float, default=60, help="seconds watched after the last reminder")
+    parser.add_argument(
+        "--capacity", type=int, default=1000, help="[triggerer] capacity (Airflow's default: 1000)"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--open-timeout", type=float, default=2400)
     args = parser.parse_args()
@@ -480,7 +502,8 @@ def main() -> None:
     print(
         f"{args.steps} steps in {args.runs} runs per system; reminder {args.remind_after:.0f}s after a "
         f"step opens; window {args.remind_after + args.grace:.0f}s once all wait; backend {args.backend}; "
-        f"one triggerer (capacity 1000), scheduler, dag-processor, API server; LocalExecutor; {SCALE_ENV}"
+        f"one triggerer (capacity {args.capacity}), scheduler, dag-processor, API server; "
+        f"LocalExecutor; {SCALE_ENV}"
     )
     print(f"load average at start: {load()}", flush=True)
     old_dir = Path(tempfile.mkdtemp(prefix="tempo-bench-before-")) / "tree"
@@ -500,7 +523,7 @@ def main() -> None:
         print(
             f"{LABELS[result.system]}: tempo {result.tempo or '-'}; window {result.window_s:.0f}s, load "
             f"{result.load_start} -> {result.load_end}; steps not {PARKED[result.system]} at the end: "
-            f"{result.not_waiting or 'none'}"
+            f"{result.not_waiting or 'none'}; dag-processor restarts: {result.restarts}"
         )
     print("\n" + table(results))
 
