@@ -1,10 +1,11 @@
 """Completion -> downstream-task start: a Tempo human step vs Airflow's ApprovalOperator.
 
 Both run on the same Airflow instance (api-server, scheduler, dag-processor, triggerer; LocalExecutor),
-first with SQLite databases, then with PostgreSQL. Each run waits until the step is parked (Tempo:
-deferred; HITL: awaiting input) plus a settle time, then answers it the way a person would (Tempo:
-the store's compare-and-set completion the web uses; HITL: the REST API's hitlDetails PATCH) and
-measures until the downstream task's start_date. Runs of the two alternate so load hits both alike.
+first with SQLite databases, then with PostgreSQL. Each run waits until the step is parked (both:
+awaiting input) plus a settle time, then answers it the way a person would, through the API server
+(Tempo: its web API, ``POST /tempo/api/v1/tasks/{id}/complete``, which wakes the step at once; HITL:
+Airflow's REST API, the hitlDetails PATCH) and measures from the answer's response until the
+downstream task's start_date. Runs of the two alternate so load hits both alike.
 
     python bench/latency.py [--runs 20] [--backends sqlite,postgres]
 """
@@ -75,19 +76,26 @@ def phases(stack: AirflowStack, dag_id: str, run_id: str, answered: datetime) ->
 
 
 def one_tempo_run(stack: AirflowStack, n: int) -> float:
-    from tempo.actions import complete
     from tempo.store.engine import read_session
     from tempo.store.models import Task, TaskStatus
 
     run_id = stack.trigger("bench_tempo_step", {"ref": f"t{n}"})
-    wait_until(lambda: ti(stack, "bench_tempo_step", run_id, "approve")["state"] == "deferred", interval=0.1)
+    wait_until(
+        lambda: ti(stack, "bench_tempo_step", run_id, "approve")["state"] == "awaiting_input", interval=0.1
+    )
     time.sleep(SETTLE_SECONDS + _jitter.uniform(0, JITTER_SECONDS))
     with read_session() as session:
         task = session.scalars(
             select(Task).where(Task.run_id == run_id, Task.status == TaskStatus.OPEN)
         ).one()
-    # The same call the web and the API make when a person answers (it also wakes the step at once).
-    complete(task.id, actor="sandra", answers={}, outcome="approve", expected_version=task.version)
+    # What a person's answer does: Tempo's web API on the API server, which wakes the step at once.
+    response = stack.api(
+        "POST",
+        f"/tempo/api/v1/tasks/{task.id}/complete",
+        user="sandra",
+        json={"answers": {}, "outcome": "approve", "expected_version": task.version},
+    )
+    response.raise_for_status()
     answered = datetime.now(UTC)
     latency = (after_started(stack, "bench_tempo_step", run_id) - answered).total_seconds()
     stack.wait_for_run("bench_tempo_step", run_id)
@@ -140,7 +148,7 @@ def bench_backend(backend: str, runs: int) -> dict[str, list[float]]:
             "store_url": cluster.url("tempo"),
         }
     stack = AirflowStack(home=home, dags_folder=dags, smtp_port=controller.port, **kwargs)
-    results: dict[str, list[float]] = {"tempo": [], "hitl": []}
+    results: dict[str, list[float]] = {"tempo": [], "hitl": [], "load": []}
     try:
         stack.prepare()
         # This process acts like the API server: same Airflow and Tempo configuration.
@@ -149,11 +157,13 @@ def bench_backend(backend: str, runs: int) -> dict[str, list[float]]:
         stack.wait_ready(["bench_tempo_step", "bench_hitl_step"])
         one_tempo_run(stack, -1)  # warm-up: first parses, first connections
         one_hitl_run(stack, -1)
+        results["load"].append(os.getloadavg()[0])
         for n in range(runs):
             results["tempo"].append(one_tempo_run(stack, n))
             results["hitl"].append(one_hitl_run(stack, n))
             tempo_s, hitl_s = results["tempo"][-1], results["hitl"][-1]
             print(f"  {backend} run {n + 1}/{runs}: tempo {tempo_s:.2f}s  hitl {hitl_s:.2f}s", flush=True)
+        results["load"].append(os.getloadavg()[0])
     finally:
         stack.stop()
         controller.stop()
@@ -180,7 +190,8 @@ def main() -> None:
     if args.one:
         print("RESULTS " + json.dumps(bench_backend(args.one, args.runs)), flush=True)
         return
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {platform.platform()}, nproc {os.cpu_count()}, Python {platform.python_version()}")
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rows = []
     for backend in args.backends.split(","):
         # Each backend in its own process: Airflow binds its metadata database once per process.
@@ -205,14 +216,18 @@ def main() -> None:
                 percentile(tempo, 95),
                 statistics.median(hitl),
                 percentile(hitl, 95),
+                results["load"],
             )
         )
     settle = f"{SETTLE_SECONDS:.0f}s settle + 0-{JITTER_SECONDS:.0f}s jitter"
     print(f"\ncompletion -> downstream start, seconds ({args.runs} runs each, {settle})")
-    print("| backend | Tempo p50 | Tempo p95 | HITL p50 | HITL p95 | p50 ratio Tempo/HITL |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for backend, tp50, tp95, hp50, hp95 in rows:
-        print(f"| {backend} | {tp50:.2f} | {tp95:.2f} | {hp50:.2f} | {hp95:.2f} | {tp50 / hp50:.2f} |")
+    print("| backend | Tempo p50 | Tempo p95 | HITL p50 | HITL p95 | p50 ratio Tempo/HITL | load (1 min) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for backend, tp50, tp95, hp50, hp95, load in rows:
+        print(
+            f"| {backend} | {tp50:.2f} | {tp95:.2f} | {hp50:.2f} | {hp95:.2f} | {tp50 / hp50:.2f} "
+            f"| {min(load):.1f}-{max(load):.1f} |"
+        )
 
 
 if __name__ == "__main__":
