@@ -47,7 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tempo.devstack import AirflowStack  # noqa: E402
+from tempo_dev.devstack import AirflowStack  # noqa: E402
 
 #: Tempo before waiting steps stopped deferring to triggers.
 BEFORE = "f27c89a"
@@ -112,7 +112,7 @@ class TimedCatcher:
 def start_catcher() -> tuple[Any, TimedCatcher]:
     from aiosmtpd.controller import Controller
 
-    from tempo.devstack import free_port
+    from tempo_dev.devstack import free_port
 
     handler = TimedCatcher()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
