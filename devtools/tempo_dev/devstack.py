@@ -46,8 +46,6 @@ DEMO_USERS = {
     "laura": "user",
     "steve": "user",
 }
-
-
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
