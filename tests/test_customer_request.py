@@ -8,7 +8,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import TaskAwaitingInput
 from sqlalchemy import select
 
 from tempo import sla_timers
@@ -55,7 +55,7 @@ def test_silence_is_acceptance_and_closes_the_request(store, template, monkeypat
     context = {"ti": ti, "dag_run": dag_run, "dag": None}
     review = template.dag.get_task("counterparty_review")
 
-    with pytest.raises(TaskDeferred):
+    with pytest.raises(TaskAwaitingInput):
         review.execute(context)
     with read_session() as session:
         task = find_task(session, "customer_request", process.run_id, "counterparty_review")
