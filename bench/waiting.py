@@ -47,6 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.faults import SCALE_ENV  # noqa: E402  (settings that open many steps quickly)
 from tempo_dev.devstack import AirflowStack  # noqa: E402
 
 #: Tempo before waiting steps stopped deferring to triggers.
@@ -61,14 +62,6 @@ DAGS = {"before": "bench_waiting_steps", "after": "bench_waiting_steps", "approv
 #: Where a waiting step's task instance is parked.
 PARKED = {"before": "deferred", "after": "awaiting_input", "approval": "awaiting_input"}
 STEP_ID = "answer"
-#: Settings that let one LocalExecutor open many steps quickly (as in bench/faults.py).
-SCALE_ENV = {
-    "AIRFLOW__CORE__PARALLELISM": "16",
-    "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "1024",
-    "AIRFLOW__CORE__MAX_MAP_LENGTH": "5000",
-    "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "16",
-    "AIRFLOW__TEMPO__OUTBOX_SWEEP_INTERVAL": "2",
-}
 REMINDER_PREFIXES = ("[Tempo] Reminder: ", "[Tempo] Overdue: ")
 MEASURED = ("triggerer", "scheduler", "api-server")
 
