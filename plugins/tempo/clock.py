@@ -141,11 +141,8 @@ class Clock:
                 fired = sla_timers.fire_due(task_pk, now)
                 if fired.outbox_keys:
                     self.mail_queued()
-                if fired.closed:
-                    with read_session() as session:
-                        task = session.get(Task, task_pk)
-                    if task is not None:
-                        wake_step(task)
+                if fired.closed_task is not None:
+                    wake_step(fired.closed_task)
             except Exception:  # one task's trouble must not stop the others' timers
                 log.exception("[tempo] SLA timers of task %s failed; retrying next tick", task_pk)
         return len(due)

@@ -2,9 +2,10 @@
 
 The clock (``tempo.clock``) finds tasks whose ``sla_next_at`` has come and calls ``fire_due`` for
 each. Firing a timer (``fire``) is one transaction that first inserts ``tempo_sla_fired(task,
-timer)``, then does what the timer does and moves ``sla_next_at`` to the next unfired timer; a
-second clock or a retry hits the primary key and does nothing, so every reminder and escalation
-happens exactly once.
+timer)``, then does what the timer does; a second clock or a retry hits the primary key and does
+nothing, so every reminder and escalation happens exactly once. ``fire_due`` then moves
+``sla_next_at`` to the next unfired timer (should it die first, the next tick finds the task due
+again, fires nothing twice and moves it then).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class Fired:
 
     #: Outbox keys of the messages queued, to deliver at once.
     outbox_keys: list[str] = field(default_factory=list)
-    #: The task was closed by its expiry: its waiting step is owed a wake.
-    closed: bool = False
+    #: The task, if it is closed now (by its expiry, say): its waiting step is owed a wake.
+    closed_task: Task | None = None
 
 
 def fire_due(task_pk: int, now: datetime | None = None) -> Fired:
@@ -88,8 +89,7 @@ def fire_due(task_pk: int, now: datetime | None = None) -> Fired:
         if task is None:
             return result
         if task.status not in ACTIVE_TASK_STATUSES:
-            result.closed = True
-            task.sla_next_at = None
+            result.closed_task = task  # closing cleared its schedule already
             return result
         found = _waiting_with_sla(session, task_pk)
         task.sla_next_at = (
@@ -165,7 +165,6 @@ def fire(task_pk: int, timer_name: str) -> list[str]:
                 session.add(SlaFired(task_id=task.id, timer=timer.name))
         except IntegrityError:
             return []  # fired already, by another clock or before a restart
-        task.sla_next_at = next_timer_at(policy, due_at, _fired(session, task.id))
         process = session.get_one(Process, task.process_id)
         late = utcnow() >= due_at
         if timer.kind == "due":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -152,34 +152,32 @@ def smtp_reachable() -> bool:
         return False
 
 
+def _waiting_for_retry(now: datetime) -> Any:
+    """Messages that failed before and wait for their back-off to pass."""
+    return (
+        (OutboxMessage.status == OutboxStatus.PENDING)
+        & (OutboxMessage.attempts > 0)
+        & (OutboxMessage.next_attempt_at > now)
+    )
+
+
 def retries_waiting(url: str | None = None) -> bool:
     """Whether a message that failed before waits for a later attempt."""
     from tempo.store.engine import read_session
 
     with read_session(url) as session:
-        return (
-            session.scalar(
-                select(OutboxMessage.id)
-                .where(
-                    OutboxMessage.status == OutboxStatus.PENDING,
-                    OutboxMessage.attempts > 0,
-                    OutboxMessage.next_attempt_at > utcnow(),
-                )
-                .limit(1)
-            )
-            is not None
-        )
+        query = select(OutboxMessage.id).where(_waiting_for_retry(utcnow())).limit(1)
+        return session.scalar(query) is not None
 
 
 def retry_now(url: str | None = None) -> int:
     """Make every message waiting for a retry due now (SMTP is back); the number of messages."""
     from tempo.store.engine import write_session
 
+    now = utcnow()
     with write_session(url) as session:
         result = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at > utcnow())
-            .values(next_attempt_at=utcnow())
+            update(OutboxMessage).where(_waiting_for_retry(now)).values(next_attempt_at=now)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
