@@ -102,3 +102,12 @@ def open_task(run_id: str, task_id: str | None = None):
         query = query.where(Task.task_id == task_id)
     with read_session() as session:
         return session.scalar(query)
+
+
+def trigger_classpaths(stack: AirflowStack) -> list[str]:
+    """The classpath of every trigger row in the stack's (SQLite) Airflow metadata database."""
+    import sqlite3
+
+    path = str(stack.metadata_url).removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        return [row[0] for row in connection.execute("SELECT classpath FROM trigger")]

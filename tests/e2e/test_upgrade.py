@@ -3,21 +3,13 @@ deferred, or moved to ``awaiting_input`` as soon as a triggerer runs their store
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from tests.e2e.conftest import open_task, wait_until
+from tests.e2e.conftest import open_task, trigger_classpaths, wait_until
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "e2e_deferred_step"
-
-
-def trigger_classpaths(stack) -> list[str]:
-    path = str(stack.metadata_url).removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
-        return [row[0] for row in connection.execute("SELECT classpath FROM trigger")]
 
 
 def complete(stack, task_pk: int) -> None:

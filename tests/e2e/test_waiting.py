@@ -3,7 +3,6 @@ no triggerer at all, ten waiting steps each get their reminder and their escalat
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
@@ -11,17 +10,11 @@ from sqlalchemy import select
 
 from tempo.store.engine import read_session
 from tempo.store.models import Task, TaskStatus
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import trigger_classpaths, wait_until
 
 pytestmark = pytest.mark.e2e
 
 STEPS = 10
-
-
-def trigger_rows(stack) -> int:
-    path = str(stack.metadata_url).removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
-        return connection.execute("SELECT count(*) FROM trigger").fetchone()[0]
 
 
 def subjects(mail, refs: list[str]) -> list[str]:
@@ -55,7 +48,7 @@ def test_every_reminder_and_escalation_arrives_once_whatever_the_triggerers(airf
 
     wait_until(parked, timeout=240, interval=1, what=f"{STEPS} steps awaiting input")
     # Waiting holds no trigger (and so no triggerer slot).
-    assert trigger_rows(airflow_stack) == 0
+    assert trigger_classpaths(airflow_stack) == []
 
     expected = sorted(
         [f"[Tempo] Reminder: SLA {ref}" for ref in refs] + [f"[Tempo] Escalated: SLA {ref}" for ref in refs]
