@@ -237,9 +237,13 @@ def test_opening_the_result_link_changes_nothing(web, review):
         assert "Refund" in page.text and 'value="dispute"' in page.text
         assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
     assert task_state(review.id) == before
-    # The status page offers the same answer while it waits.
+    # The status page offers the same answer while it waits: a respond link for the same task and
+    # counterparty (its signature carries the second it was signed, so compare the claims, not the text).
     status = web.get(path_of(links.request_status_link(review.process_id)))
-    assert url in status.text
+    offered = re.findall(r'href="[^"]*/respond/([^"/]+)"', status.text)
+    assert [links.verify(token, expected_purpose="respond") for token in offered] == [
+        links.LinkClaims(task_id=review.id, username="counterparty:GLOBEX", purpose="respond")
+    ]
 
 
 def test_a_dispute_needs_a_claim_and_keeps_its_files(web, review):
