@@ -12,6 +12,7 @@ also gets SIGTERM from Linux when that process ends (PR_SET_PDEATHSIG) should th
 
 from __future__ import annotations
 
+import compileall
 import ctypes
 import json
 import os
@@ -209,6 +210,11 @@ class AirflowStack:
     def start(self) -> None:
         logs = self.home / "component-logs"
         logs.mkdir(parents=True, exist_ok=True)
+        # Every task run imports the plugin's package afresh. Installed from a wheel it comes with
+        # its bytecode; here it is an editable checkout, and where PYTHONDONTWRITEBYTECODE is set
+        # (CI images often set it) each task process would compile it again: 10 ms of CPU per run
+        # that a production install never pays. Compile once, as ``pip install`` does.
+        compileall.compile_dir(str(self.plugins_folder), quiet=1)
         commands = {
             "api-server": ["api-server", "-H", "127.0.0.1", "-p", str(self.port), "-w", "1"],
             "scheduler": ["scheduler", "--skip-serve-logs"],
