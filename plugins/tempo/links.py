@@ -144,19 +144,18 @@ def respond_link(task_id: int, counterparty_code: str) -> str:
     return f"{config.base_url()}{URL_PREFIX}/respond/{token}"
 
 
-def _status_serializer() -> URLSafeTimedSerializer:
-    keys = [*reversed(config.previous_secret_keys()), config.secret_key()]
-    return URLSafeTimedSerializer(keys, salt=_STATUS_SALT)
-
-
 def sign_request_status(process_id: int) -> str:
-    return _status_serializer().dumps({"r": int(process_id)})
+    return dumps_signed({"r": int(process_id)}, salt=_STATUS_SALT)
 
 
 def verify_request_status(token: str) -> int:
-    """The process a requester's status token names; ``LinkError`` when forged or too old."""
+    """The process a requester's status token names; ``LinkError`` when forged or too old.
+
+    The same key rules as every other token: a retired key only vouches for what it signed before
+    the switch, and only during the grace period.
+    """
     try:
-        data = _status_serializer().loads(token, max_age=STATUS_LINK_MAX_AGE)
+        data = loads_signed(token, salt=_STATUS_SALT, max_age=STATUS_LINK_MAX_AGE)
     except SignatureExpired:
         raise LinkExpired("This link has expired.") from None
     except BadSignature:

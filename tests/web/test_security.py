@@ -385,6 +385,35 @@ def test_retired_keys_need_the_moment_of_the_switch(rotation, monkeypatch):
             links.verify(token)
 
 
+def test_a_retired_key_cannot_mint_request_status_links(rotation, monkeypatch):
+    """A leaked, rotated key signs no status page (whose page offers the counterparty's answer)."""
+    _, _, rotated_at = rotation
+    with time_machine.travel(rotated_at + timedelta(minutes=5)):
+        monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY", OLD)
+        forged = links.sign_request_status(41)
+        monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY", NEW)
+        with pytest.raises(links.LinkError):
+            links.verify_request_status(forged)
+        assert links.verify_request_status(links.sign_request_status(41)) == 41
+
+
+def test_request_status_links_follow_the_grace_period(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY", OLD)
+    token = links.sign_request_status(42)
+    rotated_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY", NEW)
+    monkeypatch.setenv("AIRFLOW__TEMPO__PREVIOUS_SECRET_KEYS", OLD)
+    for unset in ("", "last tuesday"):  # without the moment of the switch, retired keys verify nothing
+        monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY_ROTATED_AT", unset)
+        with pytest.raises(links.LinkError):
+            links.verify_request_status(token)
+    monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY_ROTATED_AT", rotated_at.isoformat())
+    assert links.verify_request_status(token) == 42
+    with time_machine.travel(rotated_at + timedelta(seconds=config.link_max_age() + 5)):
+        with pytest.raises(links.LinkError):
+            links.verify_request_status(token)
+
+
 @ON_SQLITE
 def test_old_key_link_opens_its_page_after_rotation(web, monkeypatch):
     with write_session() as session:
