@@ -169,6 +169,11 @@ def _reference_problems(doc: DirectoryFile, known: Known) -> list[tuple[tuple[An
             for j, role in enumerate(person.roles)
             if role not in roles
         )
+    person_emails = [(p.email or "").strip().lower() for p in doc.people]
+    for dup in _duplicates([e for e in person_emails if e]):
+        index = max(i for i, v in enumerate(person_emails) if v == dup)
+        # A login without a directory username is mapped by its address: one person per address.
+        problems.append((("people", index, "email"), f"duplicate email {dup!r}"))
     emails = [(cp.email or "").lower() for cp in doc.counterparties]
     for dup in _duplicates([e for e in emails if e]):
         index = max(i for i, v in enumerate(emails) if v == dup)
@@ -266,7 +271,11 @@ def get_person(session: Session, username: str) -> Person | None:
 
 
 def person_by_email(session: Session, email: str) -> Person | None:
-    return session.scalars(select(Person).where(func.lower(Person.email) == email.lower()).limit(1)).first()
+    """The one person with this address (case ignored); nobody when it is unknown or shared."""
+    matches = session.scalars(
+        select(Person).where(func.lower(Person.email) == email.strip().lower()).limit(2)
+    ).all()
+    return matches[0] if len(matches) == 1 else None
 
 
 def manager_of(session: Session, username: str) -> Person | None:

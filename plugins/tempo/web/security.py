@@ -61,24 +61,32 @@ def require_read(user: Any, dag_id: str | None = None) -> None:
 
 
 def person_of(session: Session, user: Any) -> Person | None:
-    """The Tempo person behind an Airflow user: same username, else same email."""
-    name = user_name(user)
-    person = directory.get_person(session, name)
+    """The active Tempo person behind an Airflow user: the same username, else the email address
+    the auth manager keeps for the account (never one read out of the user's chosen name).
+
+    An address two people share maps to nobody, and a deactivated person is nobody.
+    """
+    person = directory.get_person(session, user_name(user))
     if person is None:
-        email = getattr(user, "email", None) or (name if "@" in name else None)
-        if email:
+        email = getattr(user, "email", None)
+        if isinstance(email, str) and email:
             person = directory.person_by_email(session, email)
-    return person
+    return person if person is not None and person.active else None
 
 
 def may_act(session: Session, person: Person | None, task: Task) -> bool:
-    """Tempo's own rule: the assignee, the claimer, or a member of the task's queue."""
-    if person is None or task.status not in ACTIVE_TASK_STATUSES:
+    """Tempo's own rule: the assignee, the claimer, or a member of the task's queue.
+
+    A task with no assignee and no queue belongs to nobody until a manager gives it to someone.
+    """
+    if person is None or not person.active or task.status not in ACTIVE_TASK_STATUSES:
         return False
     if task.status == TaskStatus.CLAIMED:
         return task.claimed_by == person.username
     if task.assignee:
         return task.assignee == person.username
+    if task.candidate_role is None and task.candidate_unit is None:
+        return False
     in_role = task.candidate_role is None or task.candidate_role in directory.roles_of(
         session, person.username
     )
@@ -90,7 +98,7 @@ def may_manage(session: Session, user: Any, person: Person | None, task: Task) -
     """Reassigning is for heads of the task's unit, the holder's manager, and Airflow's ops and admins."""
     if is_operator(user):
         return True
-    if person is None:
+    if person is None or not person.active:
         return False
     holder = task.claimed_by or task.assignee
     if holder:
