@@ -409,9 +409,11 @@ def test_request_status_links_follow_the_grace_period(monkeypatch):
             links.verify_request_status(token)
     monkeypatch.setenv("AIRFLOW__TEMPO__SECRET_KEY_ROTATED_AT", rotated_at.isoformat())
     assert links.verify_request_status(token) == 42
-    with time_machine.travel(rotated_at + timedelta(seconds=config.link_max_age() + 5)):
-        with pytest.raises(links.LinkError):
-            links.verify_request_status(token)
+    with (
+        time_machine.travel(rotated_at + timedelta(seconds=config.link_max_age() + 5)),
+        pytest.raises(links.LinkError),
+    ):
+        links.verify_request_status(token)
 
 
 @ON_SQLITE
