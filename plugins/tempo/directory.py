@@ -169,16 +169,15 @@ def _reference_problems(doc: DirectoryFile, known: Known) -> list[tuple[tuple[An
             for j, role in enumerate(person.roles)
             if role not in roles
         )
-    person_emails = [(p.email or "").strip().lower() for p in doc.people]
-    for dup in _duplicates([e for e in person_emails if e]):
-        index = max(i for i, v in enumerate(person_emails) if v == dup)
-        # A login without a directory username is mapped by its address: one person per address.
-        problems.append((("people", index, "email"), f"duplicate email {dup!r}"))
-    emails = [(cp.email or "").lower() for cp in doc.counterparties]
-    for dup in _duplicates([e for e in emails if e]):
-        index = max(i for i, v in enumerate(emails) if v == dup)
-        # Requests find a counterparty by its email: one card per address.
-        problems.append((("counterparties", index, "email"), f"duplicate email {dup!r}"))
+    # A login without a directory username is mapped by its address: one person per address.
+    # Requests find a counterparty by its email: one card per address.
+    for section, emails in (
+        ("people", [(p.email or "").strip().lower() for p in doc.people]),
+        ("counterparties", [(cp.email or "").lower() for cp in doc.counterparties]),
+    ):
+        for dup in _duplicates([e for e in emails if e]):
+            index = max(i for i, v in enumerate(emails) if v == dup)
+            problems.append(((section, index, "email"), f"duplicate email {dup!r}"))
     for i, cp in enumerate(doc.counterparties):
         if cp.responsible and cp.responsible not in people:
             problems.append((("counterparties", i, "responsible"), f"unknown person {cp.responsible!r}"))

@@ -43,12 +43,14 @@ def web(api_app, store) -> Iterator[TestClient]:
         yield client
 
 
-def token_for(username: str) -> str:
+def token_for(username: str, role: str | None = None) -> str:
+    """A JWT for ``username`` with its role in ``ROLES``, or ``role`` for a login not listed there."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
-    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=ROLES[username]))
+    user = SimpleAuthManagerUser(username=username, role=role or ROLES[username])
+    return get_auth_manager().generate_jwt(user)
 
 
-def auth(username: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_for(username)}"}
+def auth(username: str, role: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(username, role)}"}

@@ -16,8 +16,8 @@ from tests.factories import make_process, make_task
 from tests.web.test_routes import SO_FORM, snapshot
 
 
-@pytest.fixture
-def task(web):
+def sales_order_task(**fields):
+    """Rob's RMA process with its "Create a sales order" task; ``fields`` say whose it is."""
     with write_session() as session:
         process = make_process(session, dag_id="rma_sales_order", template="rma_sales_order", requester="rob")
         return make_task(
@@ -27,8 +27,13 @@ def task(web):
             task_id="create_sales_order",
             title="Create a sales order",
             form_schema=SO_FORM,
-            candidate_role="customer_service",
+            **fields,
         )
+
+
+@pytest.fixture
+def task(web):
+    return sales_order_task(candidate_role="customer_service")
 
 
 def path_of(url: str) -> str:

@@ -10,34 +10,20 @@ from tempo import links
 from tempo.directory import DirectoryError, load_directory_file
 from tempo.store.engine import write_session
 from tempo.store.models import Person
-from tests.factories import make_process, make_task
-from tests.web.test_email_links import csrf_of, path_of
-from tests.web.test_routes import SO_FORM, snapshot
+from tests.web.conftest import auth
+from tests.web.test_email_links import csrf_of, path_of, sales_order_task
+from tests.web.test_routes import snapshot
 
 ANSWER = {"answers": {"so_number": "SO-123456"}}
 
 
-def bearer(username: str, role: str = "user") -> dict[str, str]:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
-    return {"Authorization": f"Bearer {token}"}
+def bearer(username: str) -> dict[str, str]:
+    """A login not in the demo's users: any name Airflow's auth manager could hand out."""
+    return auth(username, role="user")
 
 
 def sandras_task(**overrides):
-    with write_session() as session:
-        process = make_process(session, dag_id="rma_sales_order", template="rma_sales_order", requester="rob")
-        fields = {"assignee": "sandra"} | overrides
-        return make_task(
-            session,
-            process,
-            dag_id="rma_sales_order",
-            task_id="create_sales_order",
-            title="Create a sales order",
-            form_schema=SO_FORM,
-            **fields,
-        )
+    return sales_order_task(**({"assignee": "sandra"} | overrides))
 
 
 def deactivate(username: str) -> None:
