@@ -531,3 +531,27 @@ def test_unknown_status_filter_is_a_field_error_on_page_and_api(web, task):
     assert api.status_code == 422 and api.json()["detail"]["errors"] == {"status_filter": "Unknown status."}
     listed = web.get("/tempo/api/v1/tasks", params={"status_filter": "open"}, headers=auth("sandra"))
     assert [t["id"] for t in listed.json()] == [task.id]
+
+
+def test_a_closed_task_does_not_mark_its_step_current(web, task, monkeypatch):
+    """Airflow resumes the step a moment after the store closes the task; the task page of the
+    closed task says the step is done meanwhile, and the still-open task's page says current."""
+    from tempo.web import airflow_data
+
+    def resuming(dag_id: str, run_id: str) -> airflow_data.RunShape:
+        shape = real_shape(dag_id, run_id)
+        return airflow_data.RunShape(shape.steps, {**shape.states, "create_sales_order": "current"})
+
+    real_shape = airflow_data.run_shape
+    monkeypatch.setattr(airflow_data, "run_shape", resuming)
+
+    def step_state() -> str:
+        page = web.get(f"/tempo/tasks/{task.id}", headers=auth("sandra"))
+        assert page.status_code == 200
+        return re.search(r'data-task-id="create_sales_order" data-state="(\w+)"', page.text).group(1)
+
+    assert step_state() == "current"
+    from tempo.actions import complete
+
+    complete(task.id, actor="sandra", answers={"so_number": "SO-123456"})
+    assert step_state() == "done"

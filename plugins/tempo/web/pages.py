@@ -140,6 +140,11 @@ def _task_page(
         can_manage = may_manage(session, user, person, task)
         client_email = required_actions.client_email_view(session, task)
     shape = airflow_data.run_shape(task.dag_id, task.run_id)
+    states = shape.states
+    if task.status not in ACTIVE_TASK_STATUSES and states.get(task.task_id) == "current":
+        # Closed in the store while Airflow still resumes the step: for the reader it is over.
+        closed = {TaskStatus.CANCELLED: "skipped", TaskStatus.EXPIRED: "failed"}.get(task.status, "done")
+        states = {**states, task.task_id: closed}
     downstream = [s for s in shape.steps if task.task_id in s.upstream]
     subject = user_name(user)
     return render(
@@ -158,7 +163,7 @@ def _task_page(
             "can_unclaim": task.status == TaskStatus.CLAIMED
             and person is not None
             and task.claimed_by == person.username,
-            "route_map": render_route_map(shape.steps, shape.states, highlight=task.task_id),
+            "route_map": render_route_map(shape.steps, states, highlight=task.task_id),
             "next_steps": downstream,
             "client_email": client_email,
             "client_email_action": f"{URL_PREFIX}/tasks/{task.id}/email-client",

@@ -11,6 +11,9 @@ State is never shown by colour alone: each state also has a symbol in the box (â
 skipped steps), and a legend under the map explains them. Human steps get rounded corners and a small
 person glyph.
 
+The SVG keeps its natural size (a page puts it in a box that scrolls sideways), so the labels of a
+long route stay as readable as those of a short one.
+
 The output is deterministic (same input, same string) so it can be cached and compared in tests.
 """
 
@@ -318,7 +321,7 @@ def render_route_map(
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="tempo-routemap" role="img" aria-label={_attr(aria)} '
         f'width="{_num(width)}" height="{_num(height)}" viewBox="0 0 {_num(width)} {_num(height)}" '
-        f'font-family={_attr(_FONT)} style="max-width:100%;height:auto">',
+        f"font-family={_attr(_FONT)}>",
         "<defs>",
         f'<marker id="{arrow_id}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
         f'markerUnits="userSpaceOnUse" orient="auto"><path d="M 0 0 L 10 5 L 0 10 z" '
