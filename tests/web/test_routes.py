@@ -555,3 +555,20 @@ def test_a_closed_task_does_not_mark_its_step_current(web, task, monkeypatch):
 
     complete(task.id, actor="sandra", answers={"so_number": "SO-123456"})
     assert step_state() == "done"
+
+
+def test_inside_airflows_frame_a_page_has_no_header_and_runs_only_its_theme_script(web, task):
+    import base64
+    import hashlib
+
+    alone = web.get("/tempo/inbox", headers=auth("sandra"))
+    framed = web.get("/tempo/inbox", headers={**auth("sandra"), "Sec-Fetch-Dest": "iframe"})
+    assert alone.status_code == framed.status_code == 200
+    assert "<header>" in alone.text and "<header>" not in framed.text
+    assert "Create a sales order for RMA-1" in framed.text
+    # The policy allows one script, by its hash, and that is the one script of the page.
+    scripts = re.findall(r"<script>(.*?)</script>", framed.text, flags=re.S)
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    directives = dict(d.strip().split(" ", 1) for d in framed.headers["content-security-policy"].split(";"))
+    assert directives["script-src"] == f"'sha256-{digest}'"

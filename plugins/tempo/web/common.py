@@ -3,7 +3,9 @@ context, turning store and form errors into HTTP answers."""
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +34,29 @@ from tempo.store.models import (
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
 from tempo.web import URL_PREFIX
 
+#: The one script a page runs: it gives the page Airflow's light or dark theme when the page sits in
+#: Airflow's frame (Airflow marks its ``<html>`` with the class ``light`` or ``dark`` and keeps it in
+#: step with the person's choice), else the browser's preference. The policy below allows it by its
+#: hash, so no other script can run, injected or not.
+THEME_SCRIPT = (
+    "(function(){var root=document.documentElement,airflow=null;"
+    "try{if(window.parent!==window)airflow=window.parent.document.documentElement}catch(e){}"
+    "function follow(){var dark=airflow&&/\\b(dark|light)\\b/.test(airflow.className)"
+    "?airflow.classList.contains('dark'):matchMedia('(prefers-color-scheme: dark)').matches;"
+    "root.classList.toggle('dark',dark)}"
+    "follow();if(airflow)new MutationObserver(follow).observe(airflow,{attributes:true,attributeFilter:['class']})"
+    "})();"
+)
+_THEME_SCRIPT_HASH = base64.b64encode(hashlib.sha256(THEME_SCRIPT.encode()).digest()).decode()
+
 #: Never leak the page (and the signed token in its URL) to other sites.
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "SAMEORIGIN",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+    "Content-Security-Policy": f"default-src 'none'; script-src 'sha256-{_THEME_SCRIPT_HASH}'; "
+    "style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'self'; "
+    "base-uri 'none'",
     "Cache-Control": "no-store",
 }
 
@@ -78,7 +96,11 @@ def render(
     request: Request | None, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     env = _environment(str(Path(config.templates_folder()) / "pages"))
-    html = env.get_template(template).render(prefix=URL_PREFIX, **context)
+    # Inside Airflow's frame, Airflow's navigation is the page's: no second header bar.
+    framed = request is not None and request.headers.get("sec-fetch-dest") == "iframe"
+    html = env.get_template(template).render(
+        prefix=URL_PREFIX, framed=framed, theme_script=THEME_SCRIPT, **context
+    )
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
