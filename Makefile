@@ -26,9 +26,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt devtools/pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e devtools
 	touch $@
 
-# Runtime and harness plus test and benchmark tools.
-$(VENV)/.test: $(VENV)/.dev requirements-test.txt
+# Runtime and harness plus test and benchmark tools; axe-core (npm), which the browser tests inject
+# into every page to check its accessibility.
+$(VENV)/.test: $(VENV)/.dev requirements-test.txt tests/e2e/package-lock.json
 	$(BIN)/pip install --quiet -r requirements-test.txt
+	npm ci --prefix tests/e2e --no-audit --no-fund --loglevel=error
 	touch $@
 
 # System packages the tests use: PostgreSQL server binaries (store tests on a throwaway cluster) and

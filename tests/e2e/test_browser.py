@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -113,4 +113,54 @@ def test_rma_through_the_browser(browser, airflow_stack, mail):
 
     assert dialogs == []
     rob.close()
+    sandra.close()
+
+
+def test_tempo_inside_airflow_follows_its_navigation_theme_and_address(browser, airflow_stack):
+    """Airflow's navigation bar carries Tempo's inbox; inside Airflow's frame the page has no header
+    of its own, wears Airflow's theme (and follows a switch), and the address bar tracks the page, so
+    that a reload lands where the person was."""
+    started = airflow_stack.api(
+        "POST",
+        "/tempo/api/v1/processes/rma_sales_order",
+        user="rob",
+        json={"conf": {"rma_number": "RMA-88077", "customer": "Frame GmbH", "part": "Valve"}},
+    )
+    assert started.status_code == 201, started.text
+    task = wait_until(lambda: open_task(started.json()["run_id"], "create_sales_order"), what="the task")
+
+    sandra = logged_in(browser, airflow_stack, "sandra")
+    sandra.add_init_script("window.localStorage.setItem('theme', 'dark')")  # Airflow's own setting
+    page = sandra.new_page()
+    page.goto(f"{airflow_stack.base_url}/")
+    page.locator("[data-testid=nav-sidebar] a[href$='/plugin/tempo']").click()
+    page.wait_for_url("**/plugin/tempo")
+
+    def tempo_frame(path: str):
+        return wait_until(
+            lambda: next((f for f in page.frames if f.url.endswith(path)), None), what=f"the frame at {path}"
+        )
+
+    inbox = tempo_frame("/tempo/inbox")
+    inbox.wait_for_selector("h1")
+    assert inbox.locator("header").count() == 0  # Airflow's navigation is the page's
+    assert inbox.evaluate("document.documentElement.classList.contains('dark')")
+    background = inbox.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(21, 24, 28)", background
+    page.screenshot(path=str(SHOTS / "airflow-frame-dark.png"))
+
+    inbox.locator(f"a[href='/tempo/tasks/{task.id}']").first.click()
+    page.wait_for_url(f"**/plugin/tempo/tempo/tasks/{task.id}")
+    page.reload()
+    task_page = tempo_frame(f"/tempo/tasks/{task.id}")
+    task_page.wait_for_selector("h1")
+    assert "RMA-88077" in task_page.inner_text("h1")
+
+    # Switching Airflow to its light theme switches the page in the frame with it.
+    page.evaluate("document.documentElement.classList.replace('dark', 'light')")
+    wait_until(
+        lambda: not task_page.evaluate("document.documentElement.classList.contains('dark')"),
+        what="the light theme in the frame",
+    )
+    page.screenshot(path=str(SHOTS / "airflow-frame-light.png"))
     sandra.close()
