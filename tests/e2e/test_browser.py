@@ -134,12 +134,12 @@ def test_tempo_inside_airflow_follows_its_navigation_theme_and_address(browser, 
     page = sandra.new_page()
     page.goto(f"{airflow_stack.base_url}/")
     page.locator("[data-testid=nav-sidebar] a[href$='/plugin/tempo']").click()
-    page.wait_for_url("**/plugin/tempo")
+    # Airflow mirrors the frame's address into its own: /plugin/tempo/tempo/inbox.
+    page.wait_for_url("**/plugin/tempo/tempo/inbox")
 
     def tempo_frame(path: str):
-        return wait_until(
-            lambda: next((f for f in page.frames if f.url.endswith(path)), None), what=f"the frame at {path}"
-        )
+        frames = lambda: [f for f in page.frames if f is not page.main_frame and f.url.endswith(path)]  # noqa: E731
+        return wait_until(lambda: next(iter(frames()), None), what=f"the frame at {path}")
 
     inbox = tempo_frame("/tempo/inbox")
     inbox.wait_for_selector("h1")

@@ -66,8 +66,10 @@ def bar_chart(
     top = max([max_value or 0.0, *(b.value for b in bars)]) or 1.0
     height = 2 * _PAD + len(bars) * (_BAR_H + _GAP) - _GAP
     fill = _COLOURS.get(colour, _COLOURS["bar"])
+    # A chart whose bars link to their drill-down is a group of links, not one picture.
+    role = "group" if any(bar.href for bar in bars) else "img"
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="{role}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{escape(title)}" '
         'font-family="system-ui, sans-serif" font-size="12">',
         f"<title>{escape(title)}</title>",

@@ -44,7 +44,8 @@ THEME_SCRIPT = (
     "function follow(){var dark=airflow&&/\\b(dark|light)\\b/.test(airflow.className)"
     "?airflow.classList.contains('dark'):matchMedia('(prefers-color-scheme: dark)').matches;"
     "root.classList.toggle('dark',dark)}"
-    "follow();if(airflow)new MutationObserver(follow).observe(airflow,{attributes:true,attributeFilter:['class']})"
+    "follow();if(airflow)new MutationObserver(follow)"
+    ".observe(airflow,{attributes:true,attributeFilter:['class']})"
     "})();"
 )
 _THEME_SCRIPT_HASH = base64.b64encode(hashlib.sha256(THEME_SCRIPT.encode()).digest()).decode()
