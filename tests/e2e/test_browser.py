@@ -138,8 +138,15 @@ def test_tempo_inside_airflow_follows_its_navigation_theme_and_address(browser, 
     page.wait_for_url("**/plugin/tempo/tempo/inbox")
 
     def tempo_frame(path: str):
-        frames = lambda: [f for f in page.frames if f is not page.main_frame and f.url.endswith(path)]  # noqa: E731
-        return wait_until(lambda: next(iter(frames()), None), what=f"the frame at {path}")
+        """The frame showing ``path``; Playwright learns of a frame's navigation only while it is
+        called, so the wait is Playwright's own."""
+        for _ in range(1200):
+            found = [f for f in page.frames if f is not page.main_frame and f.url.endswith(path)]
+            if found:
+                return found[0]
+            page.wait_for_timeout(100)
+        page.screenshot(path=str(SHOTS / "airflow-frame-missing.png"))
+        raise AssertionError(f"no frame at {path}: {page.url} holds {[f.url for f in page.frames]}")
 
     inbox = tempo_frame("/tempo/inbox")
     inbox.wait_for_selector("h1")
