@@ -22,7 +22,7 @@ from tempo import directory, links
 from tempo.assignment import Resolved
 from tempo.mail.outbox import enqueue
 from tempo.mail.render import render_mail
-from tempo.sla import SLA, Escalate, Timer, next_timer_at, timers
+from tempo.sla import SLA, SLA_ACTOR, Escalate, Timer, next_timer_at, timers
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
@@ -38,8 +38,6 @@ from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import TaskConflict, assign_task, complete_task, record_event, transition
 
 log = logging.getLogger(__name__)
-
-SLA_ACTOR = "tempo-sla"
 
 
 def _waiting_with_sla(session: Session, task_pk: int) -> tuple[Task, SLA, datetime] | None:
