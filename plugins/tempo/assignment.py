@@ -71,9 +71,6 @@ class Assignment:
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
         raise NotImplementedError
 
-    def describe(self) -> str:
-        return repr(self)
-
 
 @dataclass(frozen=True)
 class Person(Assignment):

@@ -8,8 +8,9 @@ the link is useless.
 Key rotation: the new key goes into ``secret_key``, the old one into ``previous_secret_keys``, and the
 moment of the switch into ``secret_key_rotated_at``. New tokens are always signed with the current
 key. A retired key still verifies a token signed before the switch, for ``link_max_age`` after it
-(by then every link it signed has expired anyway); a token it signed later is refused, so a leaked
-old key cannot mint fresh links. Keys never appear in logs or error messages.
+(by then every emailed task link it signed has expired anyway; a request's status link lives longer
+and stops working then too); a token it signed later is refused, so a leaked old key cannot mint
+fresh links. Keys never appear in logs or error messages.
 """
 
 from __future__ import annotations
