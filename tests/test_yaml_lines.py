@@ -1,5 +1,7 @@
 """The directory, the catalogs and process templates report their problems in one way."""
 
+from __future__ import annotations
+
 import pytest
 
 from tempo.catalogs import CatalogError, parse_catalog
@@ -14,14 +16,27 @@ CATALOG = (
     "    fields:\n      - {name: email, type: text}\n"
     "decisions:\n  - {code: ok, name: OK}\n"
 )
-TEMPLATE = "id: t\ntitle: T\nsteps:\n  - id: s\n    kind: human\n    assign_to: {person: ann}\n    sla: {due: soon}\n"
+TEMPLATE = """\
+id: t
+title: T
+steps:
+  - id: s
+    kind: human
+    assign_to: {person: ann}
+    sla: {due: soon}
+"""
 
 
 @pytest.mark.parametrize(
     ("parse", "text", "error", "where"),
     [
         (parse_directory, DIRECTORY, DirectoryError, "f.yaml:4: units.0.calendar: invalid calendar"),
-        (parse_catalog, CATALOG, CatalogError, "f.yaml:6: request_types.0.fields: field name 'email' is taken"),
+        (
+            parse_catalog,
+            CATALOG,
+            CatalogError,
+            "f.yaml:6: request_types.0.fields: field name 'email'",
+        ),
         (parse_template, TEMPLATE, TemplateError, "f.yaml:7: step 's': sla.due: use a duration"),
     ],
     ids=["directory", "catalog", "template"],

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempo import config
-from tempo.forms import FIELD_TYPES, Form
+from tempo.forms import FIELD_TYPES, Choice, Form
 from tempo.yaml_lines import YamlFileError, validate_yaml
 
 _CODE = r"^[a-z][a-z0-9_]{0,63}$"
@@ -96,7 +96,7 @@ class RequestType:
 
     def form(self) -> Form:
         """The type's own fields, as a form (a new one each time: forms are mutable)."""
-        return Form.from_schema({"fields": [dict(f) for f in self.field_schema]})
+        return with_catalog_choices(Form.from_schema({"fields": [dict(f) for f in self.field_schema]}))
 
 
 @dataclass(frozen=True)
@@ -163,3 +163,12 @@ def load_catalog(path: str | None = None) -> Catalog:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read: {exc.strerror}") from None
     return _load(path, stat.st_mtime_ns, stat.st_size)
+
+
+def with_catalog_choices(form: Form) -> Form:
+    """A copy of ``form`` with every catalog-backed choice filled in from the catalog as it is now."""
+    filled = Form.from_schema(form.schema())
+    for spec in filled.fields.values():
+        if isinstance(spec, Choice) and spec.catalog and not spec.choices:
+            spec.choices = load_catalog().choices(spec.catalog)
+    return filled
