@@ -25,9 +25,7 @@ def _module_name(path: Path) -> str:
 
 @cache
 def modules() -> dict[str, Path]:
-    return {
-        _module_name(path): path for path in PACKAGE.rglob("*.py") if "migrations" not in path.parts
-    }
+    return {_module_name(path): path for path in PACKAGE.rglob("*.py") if "migrations" not in path.parts}
 
 
 def _is_type_checking(test: ast.expr) -> bool:
