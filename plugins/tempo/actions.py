@@ -18,7 +18,7 @@ from tempo.attachments import too_big
 from tempo.directory import get_person
 from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
 from tempo.store.engine import write_session
-from tempo.store.models import Attachment, Task, TaskEvent, TaskStatus
+from tempo.store.models import Attachment, HistoryEvent, Task, TaskStatus
 from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, transition
 
@@ -133,7 +133,7 @@ def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: in
         return assign_task(session, task_id, actor=actor, to=to, kind=kind, expected_version=expected_version)
 
 
-def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
+def comment(task_id: int, *, actor: str, text: str) -> HistoryEvent:
     """Add a comment to the task's history (allowed while the task is open or after)."""
     if has_unsafe_characters(text):
         raise FormErrors({"text": UNSAFE_CHARACTERS_MESSAGE})
@@ -154,6 +154,6 @@ def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
         )
 
 
-def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEvent:
+def email_client(task_id: int, *, actor: str, subject: str, text: str) -> HistoryEvent:
     """Email the task's client (the step's required action); see ``tempo.required_actions``."""
     return required_actions.email_client(task_id, actor=actor, subject=subject, text=text)

@@ -14,11 +14,11 @@ from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
     Attachment,
     Counterparty,
+    HistoryEvent,
     OutboxMessage,
     Process,
     RateLimitHit,
     Task,
-    TaskEvent,
     TaskStatus,
 )
 from tests.factories import make_process, make_task
@@ -43,7 +43,7 @@ def store_counts() -> dict[str, int]:
     with read_session() as session:
         return {
             model.__tablename__: session.scalar(select(func.count()).select_from(model))
-            for model in (Process, Counterparty, Attachment, OutboxMessage, RateLimitHit, Task, TaskEvent)
+            for model in (Process, Counterparty, Attachment, OutboxMessage, RateLimitHit, Task, HistoryEvent)
         }
 
 

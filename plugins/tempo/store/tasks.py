@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     CLOSED_TASK_STATUSES,
+    HistoryEvent,
     Process,
     SlaFired,
     Task,
-    TaskEvent,
     TaskStatus,
     utcnow,
 )
@@ -72,8 +72,10 @@ def record_event(
     actor: str | None = None,
     task_id: int | None = None,
     details: dict[str, Any] | None = None,
-) -> TaskEvent:
-    event = TaskEvent(process_id=process_id, task_id=task_id, kind=kind, actor=actor, details=details or {})
+) -> HistoryEvent:
+    event = HistoryEvent(
+        process_id=process_id, task_id=task_id, kind=kind, actor=actor, details=details or {}
+    )
     session.add(event)
     return event
 

@@ -28,7 +28,7 @@ from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
 from tempo.runs import REQUESTER_KEY, process_for_run
 from tempo.store.engine import write_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, ProcessStatus, Task, TaskEvent
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, HistoryEvent, Process, ProcessStatus, Task
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
 from tempo.web.common import read_upload, render
@@ -250,9 +250,9 @@ def _stage_of(process: Process) -> str:
 def request_status(request: Request, process: StatusProcessDep, session: SessionDep) -> Response:
     stages = list(
         session.scalars(
-            select(TaskEvent)
-            .where(TaskEvent.process_id == process.id, TaskEvent.kind == "stage")
-            .order_by(TaskEvent.at, TaskEvent.id)
+            select(HistoryEvent)
+            .where(HistoryEvent.process_id == process.id, HistoryEvent.kind == "stage")
+            .order_by(HistoryEvent.at, HistoryEvent.id)
         )
     )
     files = list(session.scalars(select(Attachment).where(Attachment.process_id == process.id)))
