@@ -170,7 +170,7 @@ def client_email_view(session: Session, task: Task) -> ClientEmail | None:
     )
 
 
-def email_client(task_id: int, *, actor: str, subject: str, text: str) -> HistoryEvent:
+def email_client(task_pk: int, *, actor: str, subject: str, text: str) -> HistoryEvent:
     """Send ``actor``'s message to the task's client through the outbox and record it on the task.
 
     Raises ``FormErrors`` (``subject``, ``text``, ``to``, ``_form``), ``TaskNotFound`` or
@@ -197,9 +197,9 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> Histor
     elif len(text) > _MAX_TEXT:
         problems["text"] = f"Keep the message under {_MAX_TEXT:,} characters."
     with write_session() as session:
-        task = get_task(session, task_id)
+        task = get_task(session, task_pk)
         if task.status not in ACTIVE_TASK_STATUSES:
-            raise TaskConflict(task_id, f"This task is already {task.status.value}.")
+            raise TaskConflict(task_pk, f"This task is already {task.status.value}.")
         action = of_task(task)
         if not isinstance(action, EmailClient):
             raise FormErrors({"_form": "This task has no client to email."})
@@ -214,7 +214,7 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> Histor
         digest = hashlib.sha256(f"{to}\n{subject}\n{text}".encode()).hexdigest()[:40]
         key = f"task:{task.id}:client:{digest}"
         if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None:
-            raise TaskConflict(task_id, "This message was already sent to the client.")
+            raise TaskConflict(task_pk, "This message was already sent to the client.")
         mail = render_mail(
             "client_message", {"process": process, "task": task, "subject": subject, "message": text}
         )
@@ -227,7 +227,7 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> Histor
             )
         )
         if any(details.get("message") == message.id for details in recorded):
-            raise TaskConflict(task_id, "This message was already sent to the client.")
+            raise TaskConflict(task_pk, "This message was already sent to the client.")
         event = record_event(
             session,
             process_id=process.id,

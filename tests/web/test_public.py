@@ -242,7 +242,7 @@ def test_opening_the_result_link_changes_nothing(web, review):
     status = web.get(path_of(links.request_status_link(review.process_id)))
     offered = re.findall(r'href="[^"]*/respond/([^"/]+)"', status.text)
     assert [links.verify(token, expected_purpose="respond") for token in offered] == [
-        links.LinkClaims(task_id=review.id, username="counterparty:GLOBEX", purpose="respond")
+        links.LinkClaims(task_pk=review.id, username="counterparty:GLOBEX", purpose="respond")
     ]
 
 

@@ -66,10 +66,10 @@ def _mail_context(session: Session, task: Task, process: Process) -> dict[str, A
     }
 
 
-def _action_link(task_id: int, person: Any) -> str:
+def _action_link(task_pk: int, person: Any) -> str:
     # A counterparty answers on its own page (no login, no inbox); people use the task link.
     own_link = getattr(person, "action_link", None)
-    return own_link(task_id) if callable(own_link) else links.task_link(task_id, person.username)
+    return own_link(task_pk) if callable(own_link) else links.task_link(task_pk, person.username)
 
 
 def open_step(step: HumanStep, context: Any) -> Task:

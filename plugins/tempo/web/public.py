@@ -335,7 +335,7 @@ def respond_page(
 @router.post("/respond/{token}")
 async def respond(request: Request, token: str, claims: RespondClaimsDep, session: SessionDep) -> Response:
     form = await request.form()
-    check_csrf(str(form.get("csrf") or ""), claims.username, f"respond:{claims.task_id}")
+    check_csrf(str(form.get("csrf") or ""), claims.username, f"respond:{claims.task_pk}")
     # The task once the form proved it came from its page (as for the pages of logged-in people).
     task = respond_task(claims, session)
     if task.status not in ACTIVE_TASK_STATUSES:
