@@ -327,7 +327,7 @@ def _count(
     from sqlalchemy import func, select
 
     from tempo.store.engine import read_session
-    from tempo.store.models import TaskEvent
+    from tempo.store.models import HistoryEvent
 
     instances = step_instances(stack, run_ids)
     answers = step_answers(stack, run_ids)
@@ -358,9 +358,9 @@ def _count(
     result.duplicate_emails = sum(subjects[f"[Tempo] To do: {s.title}"] > 1 for s in [*chosen, *others])
     with read_session() as session:
         counts = session.execute(
-            select(TaskEvent.task_id, func.count())
-            .where(TaskEvent.task_id.in_([s.task_pk for s in chosen]), TaskEvent.kind == "completed")
-            .group_by(TaskEvent.task_id)
+            select(HistoryEvent.task_id, func.count())
+            .where(HistoryEvent.task_id.in_([s.task_pk for s in chosen]), HistoryEvent.kind == "completed")
+            .group_by(HistoryEvent.task_id)
         ).all()
     result.duplicate_completions = sum(n > 1 for _, n in counts)
 

@@ -180,16 +180,16 @@ def verify(store_url: str, tasks: dict[str, list[int]], completed: dict[int, str
     from sqlalchemy import func, select
 
     from tempo.store.engine import read_session
-    from tempo.store.models import Task, TaskEvent, TaskStatus
+    from tempo.store.models import HistoryEvent, Task, TaskStatus
 
     all_ids = [t for ids in tasks.values() for t in ids]
     with read_session(store_url) as session:
         rows = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_(all_ids)))}
         events = dict(
             session.execute(
-                select(TaskEvent.task_id, func.count())
-                .where(TaskEvent.kind == "completed", TaskEvent.task_id.in_(all_ids))
-                .group_by(TaskEvent.task_id)
+                select(HistoryEvent.task_id, func.count())
+                .where(HistoryEvent.kind == "completed", HistoryEvent.task_id.in_(all_ids))
+                .group_by(HistoryEvent.task_id)
             ).all()
         )
     wrong = 0

@@ -7,7 +7,7 @@ from tempo.actions import claim, complete
 from tempo.attachments import add_attachment
 from tempo.forms import File, Form, FormErrors
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import Task, TaskEvent, TaskStatus
+from tempo.store.models import HistoryEvent, Task, TaskStatus
 from tempo.store.tasks import TaskConflict, TaskNotFound
 from tests.factories import make_task
 
@@ -18,7 +18,7 @@ def _snapshot(task_id: int) -> tuple:
     with read_session() as session:
         task = session.get_one(Task, task_id)
         events = session.scalar(
-            select(func.count()).select_from(TaskEvent).where(TaskEvent.task_id == task_id)
+            select(func.count()).select_from(HistoryEvent).where(HistoryEvent.task_id == task_id)
         )
         return task.status, task.version, task.result, task.outcome, events
 

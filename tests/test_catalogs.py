@@ -6,8 +6,10 @@ import os
 
 import pytest
 
-from tempo.catalogs import CatalogError, load_catalog, parse_catalog
+from tempo.catalogs import CatalogError, load_catalog, parse_catalog, with_catalog_choices
 from tempo.forms import Choice, Form, FormErrors
+from tempo.runs import template_info
+from tempo.steps.process import process
 from tests.conftest import REPO
 
 GOOD = """
@@ -85,14 +87,26 @@ def test_a_catalog_choice_is_filled_when_its_task_opens(tmp_path, monkeypatch):
         Choice()
     form = Form(decision=Choice(catalog="decisions"))
     assert form.schema()["fields"][0]["choices"] == []  # nothing read at declaration
-    assert form.validate({"decision": "approve"}) == {"decision": "approve"}
+    filled = with_catalog_choices(form)
+    assert filled.validate({"decision": "approve"}) == {"decision": "approve"}
     with pytest.raises(FormErrors):
-        form.validate({"decision": "refund"})
-    opened = form.with_catalog_choices().schema()
+        filled.validate({"decision": "refund"})
+    opened = filled.schema()
     assert opened["fields"][0]["choices"] == ["approve", "deny"]
     # The task keeps the choices it opened with, whatever the catalog says later.
     path.write_text(GOOD.replace("code: deny", "code: maybe"))
     os.utime(path, ns=(3, 4))
     assert Form.from_schema(opened).validate({"decision": "deny"}) == {"decision": "deny"}
     with pytest.raises(CatalogError, match="no catalog"):
-        Form(x=Choice(catalog="colours")).validate({"x": "red"})
+        with_catalog_choices(Form(x=Choice(catalog="colours")))
+
+
+def test_a_start_page_offers_the_catalog_choices_of_the_catalog_as_it_is_now(tmp_path, monkeypatch):
+    path = tmp_path / "catalogs.yaml"
+    path.write_text(GOOD)
+    monkeypatch.setenv("AIRFLOW__TEMPO__CATALOG_FILE", str(path))
+    dag = process("pick", title="Pick", start_form=Form(decision=Choice(catalog="decisions")))
+    info = template_info(dag)
+    assert info.declared_form.fields["decision"].options() == []
+    assert info.start_form.fields["decision"].options() == ["approve", "deny"]
+    assert info.start_form.validate({"decision": "deny"}) == {"decision": "deny"}

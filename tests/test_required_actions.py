@@ -13,7 +13,7 @@ from tempo.directory import load_directory_file
 from tempo.forms import FormErrors
 from tempo.required_actions import CLIENT_EMAILED, SCHEMA_KEY, from_dict, of_task
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import OutboxMessage, Task, TaskEvent, TaskStatus
+from tempo.store.models import HistoryEvent, OutboxMessage, Task, TaskStatus
 from tempo.store.tasks import TaskConflict
 from tests.conftest import REPO
 from tests.factories import make_process, make_task
@@ -42,7 +42,7 @@ def counts(task_id: int) -> tuple[int, int, str]:
     with read_session() as session:
         mails = session.scalar(select(func.count()).where(OutboxMessage.task_id == task_id))
         emailed = session.scalar(
-            select(func.count()).where(TaskEvent.task_id == task_id, TaskEvent.kind == CLIENT_EMAILED)
+            select(func.count()).where(HistoryEvent.task_id == task_id, HistoryEvent.kind == CLIENT_EMAILED)
         )
         return mails, emailed, session.get_one(Task, task_id).status.value
 

@@ -10,7 +10,7 @@ from tempo import sla_timers
 from tempo.directory import load_directory_file
 from tempo.sla import SLA, Escalate
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import OutboxMessage, SlaState, Task, TaskEvent, TaskStatus, utcnow
+from tempo.store.models import HistoryEvent, OutboxMessage, SlaState, Task, TaskStatus, utcnow
 from tests.conftest import REPO
 from tests.factories import make_process, make_task
 
@@ -71,7 +71,7 @@ def test_each_timer_fires_once_with_its_effects(sla_task):
     with read_session() as session:
         task = session.get_one(Task, sla_task.id)
         kinds = session.scalars(
-            select(TaskEvent.kind).where(TaskEvent.task_id == task.id).order_by(TaskEvent.id)
+            select(HistoryEvent.kind).where(HistoryEvent.task_id == task.id).order_by(HistoryEvent.id)
         ).all()
     assert (task.sla_state, task.escalation_level, task.version) == (SlaState.ESCALATED, 1, sla_task.version)
     assert kinds == ["created", "reminded", "overdue", "escalated"]

@@ -23,7 +23,7 @@ from tempo import (
 )
 from tempo.assignment import AssignmentError
 from tempo.directory import load_directory_file
-from tempo.steps.process import is_process, process_title, template_info
+from tempo.runs import is_process, process_title, template_info
 from tempo.store.engine import read_session, write_session
 from tests.conftest import REPO
 from tests.factories import make_process
@@ -157,7 +157,7 @@ def test_execute_creates_one_task_and_returns_a_stored_answer_without_parking(di
     from tempo.store.models import Task
     from tempo.store.tasks import complete_task
 
-    monkeypatch.setattr("tempo.steps.work.deliver_now", lambda keys: None)
+    monkeypatch.setattr("tempo.steps.opening.deliver_now", lambda keys: None)
     step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra", form=Form(answer=Text()))
     context = _context("r1")
 
@@ -199,7 +199,7 @@ def test_a_timeout_with_nobody_answering_fails_the_step_without_retry(directory,
 
     from tempo.steps.human import StepTimedOut
 
-    monkeypatch.setattr("tempo.steps.work.deliver_now", lambda keys: None)
+    monkeypatch.setattr("tempo.steps.opening.deliver_now", lambda keys: None)
     step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra", timeout=60)
     context = _context("r-timeout")
     with pytest.raises(TaskAwaitingInput) as parked:
@@ -220,7 +220,7 @@ def test_a_step_deferred_by_an_older_tempo_parks_again_or_finishes(directory, mo
     from tempo.store.models import Task
     from tempo.store.tasks import complete_task
 
-    monkeypatch.setattr("tempo.steps.work.deliver_now", lambda keys: None)
+    monkeypatch.setattr("tempo.steps.opening.deliver_now", lambda keys: None)
     step = HumanStep(task_id="ask", title="Answer me", assign_to="sandra")
     context = _context("r-legacy")
     with pytest.raises(TaskAwaitingInput):

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import Task, TaskEvent, TaskStatus
+from tempo.store.models import HistoryEvent, Task, TaskStatus
 from tempo.store.tasks import (
     TaskConflict,
     TaskSpec,
@@ -36,7 +36,7 @@ def test_two_updates_from_the_same_version_one_wins(store):
             {"answer": "a"},
         )
         assert stored.version == version + 1
-        kinds = session.scalars(select(TaskEvent.kind).where(TaskEvent.task_id == task.id)).all()
+        kinds = session.scalars(select(HistoryEvent.kind).where(HistoryEvent.task_id == task.id)).all()
         assert kinds.count("completed") == 1
 
 
@@ -76,7 +76,7 @@ def test_concurrent_completions_exactly_one_wins(store):
     assert sorted(outcomes) == ["conflict"] * 7 + ["won"]
     with read_session() as session:
         events = session.scalar(
-            select(func.count()).where(TaskEvent.task_id == task.id, TaskEvent.kind == "completed")
+            select(func.count()).where(HistoryEvent.task_id == task.id, HistoryEvent.kind == "completed")
         )
         assert events == 1
 

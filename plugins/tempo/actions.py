@@ -18,9 +18,9 @@ from tempo.attachments import too_big
 from tempo.directory import get_person
 from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
 from tempo.store.engine import write_session
-from tempo.store.models import Attachment, Task, TaskEvent, TaskStatus
+from tempo.store.models import Attachment, HistoryEvent, Task
 from tempo.store.processes import refresh_current_step
-from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, transition
+from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, unclaim_task
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Completed:
 
 
 def complete(
-    task_id: int,
+    task_pk: int,
     *,
     actor: str,
     answers: dict[str, Any],
@@ -46,7 +46,7 @@ def complete(
     ``TaskConflict``. With ``wake``, the waiting step is resumed at once when Airflow is reachable.
     """
     with write_session() as session:
-        task = get_task(session, task_id)
+        task = get_task(session, task_pk)
         problems: dict[str, str] = {}
         form = Form.from_schema(task.form_schema)
         try:
@@ -102,38 +102,29 @@ def _file_problem(
     return None
 
 
-def claim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
+def claim(task_pk: int, *, actor: str, expected_version: int | None = None) -> Task:
     """Take a queued task: it becomes the actor's alone until completed or unclaimed."""
     with write_session() as session:
-        return claim_task(session, task_id, actor=actor, expected_version=expected_version)
+        return claim_task(session, task_pk, actor=actor, expected_version=expected_version)
 
 
-def unclaim(task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
+def unclaim(task_pk: int, *, actor: str, expected_version: int | None = None) -> Task:
     """Put a claimed task back into its queue."""
     with write_session() as session:
-        return transition(
-            session,
-            task_id,
-            to_status=TaskStatus.OPEN,
-            from_statuses=(TaskStatus.CLAIMED,),
-            expected_version=expected_version,
-            actor=actor,
-            kind="unclaimed",
-            values={"claimed_by": None, "claimed_at": None},
-        )
+        return unclaim_task(session, task_pk, actor=actor, expected_version=expected_version)
 
 
-def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: int | None = None) -> Task:
+def assign(task_pk: int, *, actor: str, to: str, kind: str, expected_version: int | None = None) -> Task:
     """Give the task to person ``to`` (``kind``: "delegated" by its holder, "reassigned" by a manager)."""
     if has_unsafe_characters(to) or len(to) > 250:
         raise FormErrors({"to": f"{to!r} is not in the directory."})
     with write_session() as session:
         if get_person(session, to) is None:
             raise FormErrors({"to": f"{to!r} is not in the directory."})
-        return assign_task(session, task_id, actor=actor, to=to, kind=kind, expected_version=expected_version)
+        return assign_task(session, task_pk, actor=actor, to=to, kind=kind, expected_version=expected_version)
 
 
-def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
+def comment(task_pk: int, *, actor: str, text: str) -> HistoryEvent:
     """Add a comment to the task's history (allowed while the task is open or after)."""
     if has_unsafe_characters(text):
         raise FormErrors({"text": UNSAFE_CHARACTERS_MESSAGE})
@@ -143,7 +134,7 @@ def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
     if len(text) > 5000:
         raise FormErrors({"text": "Keep comments under 5,000 characters."})
     with write_session() as session:
-        task = get_task(session, task_id)
+        task = get_task(session, task_pk)
         return record_event(
             session,
             process_id=task.process_id,
@@ -154,6 +145,6 @@ def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:
         )
 
 
-def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEvent:
+def email_client(task_pk: int, *, actor: str, subject: str, text: str) -> HistoryEvent:
     """Email the task's client (the step's required action); see ``tempo.required_actions``."""
-    return required_actions.email_client(task_id, actor=actor, subject=subject, text=text)
+    return required_actions.email_client(task_pk, actor=actor, subject=subject, text=text)

@@ -36,10 +36,10 @@ class Contact:
     email: str
     counterparty_code: str
 
-    def action_link(self, task_id: int) -> str:
+    def action_link(self, task_pk: int) -> str:
         from tempo import links
 
-        return links.respond_link(task_id, self.counterparty_code)
+        return links.respond_link(task_pk, self.counterparty_code)
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,6 @@ class Resolved:
 class Assignment:
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return repr(self)
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,11 @@ def check_upload(data: bytes) -> None:
         raise AttachmentError(too_big(MAX_ATTACHMENT_BYTES))
 
 
-def add_attachment(task_id: int, *, actor: str, filename: str, content_type: str, data: bytes) -> Attachment:
+def add_attachment(task_pk: int, *, actor: str, filename: str, content_type: str, data: bytes) -> Attachment:
     check_upload(data)
     with read_session() as session:
-        process_id = get_task(session, task_id).process_id
-    return _store(process_id, task_id, actor=actor, filename=filename, content_type=content_type, data=data)
+        process_id = get_task(session, task_pk).process_id
+    return _store(process_id, task_pk, actor=actor, filename=filename, content_type=content_type, data=data)
 
 
 def add_process_attachment(
@@ -66,7 +66,7 @@ def add_process_attachment(
 
 
 def _store(
-    process_id: int, task_id: int | None, *, actor: str, filename: str, content_type: str, data: bytes
+    process_id: int, task_pk: int | None, *, actor: str, filename: str, content_type: str, data: bytes
 ) -> Attachment:
     digest = hashlib.sha256(data).hexdigest()
     target = _root() / str(process_id) / digest
@@ -76,7 +76,7 @@ def _store(
     with write_session() as session:
         attachment = Attachment(
             process_id=process_id,
-            task_id=task_id,
+            task_id=task_pk,
             filename=clean_filename(filename),
             content_type=(content_type or "application/octet-stream")[:255],
             size=len(data),
@@ -89,7 +89,7 @@ def _store(
         record_event(
             session,
             process_id=process_id,
-            task_id=task_id,
+            task_id=task_pk,
             kind="attached",
             actor=actor,
             details={"attachment": attachment.id, "filename": attachment.filename},

@@ -15,18 +15,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tempo import config
-from tempo.forms import FIELD_TYPES, Form
-from tempo.yaml_lines import YamlSyntaxError, line_for, load_with_lines
+from tempo.forms import FIELD_TYPES, Choice, Form
+from tempo.yaml_lines import YamlFileError, validate_yaml
 
 _CODE = r"^[a-z][a-z0-9_]{0,63}$"
 #: Fields of the public request form itself; a request type's own fields may not reuse them.
 RESERVED_FIELDS = frozenset({"name", "email", "phone", "subject", "description", "attachments", "csrf"})
 
 
-class CatalogError(ValueError):
+class CatalogError(YamlFileError):
     """A catalog file that cannot be used; the message names the file, line and field."""
 
 
@@ -96,7 +96,7 @@ class RequestType:
 
     def form(self) -> Form:
         """The type's own fields, as a form (a new one each time: forms are mutable)."""
-        return Form.from_schema({"fields": [dict(f) for f in self.field_schema]})
+        return with_catalog_choices(Form.from_schema({"fields": [dict(f) for f in self.field_schema]}))
 
 
 @dataclass(frozen=True)
@@ -132,24 +132,7 @@ class Catalog:
 
 
 def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
-    try:
-        raw, lines = load_with_lines(text, source)
-    except YamlSyntaxError as exc:
-        raise CatalogError(str(exc)) from None
-    if raw is None:
-        raise CatalogError(f"{source}: the file is empty")
-    try:
-        parsed = CatalogFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line = line_for(lines, loc)
-            field = ".".join(str(p) for p in loc) or "(document)"
-            problems.append(
-                f"{source}:{line}: {field}: {err['msg']}" if line else f"{source}: {field}: {err['msg']}"
-            )
-        raise CatalogError("\n".join(problems)) from None
+    parsed, _ = validate_yaml(text, source, CatalogFile, CatalogError)
     return Catalog(
         request_types=tuple(
             RequestType(
@@ -180,3 +163,12 @@ def load_catalog(path: str | None = None) -> Catalog:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read: {exc.strerror}") from None
     return _load(path, stat.st_mtime_ns, stat.st_size)
+
+
+def with_catalog_choices(form: Form) -> Form:
+    """A copy of ``form`` with every catalog-backed choice filled in from the catalog as it is now."""
+    filled = Form.from_schema(form.schema())
+    for spec in filled.fields.values():
+        if isinstance(spec, Choice) and spec.catalog and not spec.choices:
+            spec.choices = load_catalog().choices(spec.catalog)
+    return filled

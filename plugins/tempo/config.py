@@ -2,7 +2,7 @@
 
 Every option is read when it is needed, never at import time, so ``AIRFLOW__TEMPO__*`` environment
 variables and ``airflow.cfg`` edits apply without reloading modules. ``OPTIONS`` is the single list
-of options: the README's table and ``tempo config`` are generated from it.
+of options: ``tempo config`` prints it, and a test keeps the README's table naming every one.
 """
 
 from __future__ import annotations

@@ -128,14 +128,14 @@ def identify_counterparty(*, name: str, email: str, specialist_role: str | None 
     from airflow.sdk import get_current_context
 
     from tempo import links
-    from tempo.steps.work import process_for_run
+    from tempo.runs import process_of_dag_run
     from tempo.store.engine import write_session
     from tempo.store.processes import update_process_data
 
     context = get_current_context()
     dag_run = context["dag_run"]
     with write_session() as session:
-        process = process_for_run(session, context.get("dag"), dag_run)
+        process = process_of_dag_run(session, context.get("dag"), context["dag_run"])
         card, created = find_or_create(session, name=name, email=email, specialist_role=specialist_role)
         session.flush()
         if "first_time" in (process.data or {}) and process.counterparty_code == card.code:

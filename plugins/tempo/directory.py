@@ -12,12 +12,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
-from tempo.yaml_lines import YamlSyntaxError, line_for, load_with_lines
+from tempo.yaml_lines import YamlFileError, validate_yaml
 
 if TYPE_CHECKING:
     from tempo.working_hours import WorkingCalendar
@@ -88,7 +88,7 @@ class DirectoryFile(_Entry):
     counterparties: list[CounterpartyEntry] = Field(default_factory=list)
 
 
-class DirectoryError(ValueError):
+class DirectoryError(YamlFileError):
     """A directory file that cannot be loaded; the message names the file, line and field."""
 
 
@@ -98,12 +98,6 @@ class LoadSummary:
     roles: int
     people: int
     counterparties: int
-
-
-def _where(source: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
-    line = line_for(lines, loc)
-    field = ".".join(str(part) for part in loc) or "(document)"
-    return f"{source}:{line}: {field}" if line else f"{source}: {field}"
 
 
 @dataclass(frozen=True)
@@ -117,20 +111,10 @@ class Known:
 
 def parse_directory(text: str, source: str = "<directory>", known: Known = Known()) -> DirectoryFile:
     """Validate a directory document; every problem is reported with its line and field."""
-    try:
-        raw, lines = load_with_lines(text, source)
-    except YamlSyntaxError as exc:
-        raise DirectoryError(str(exc)) from None
-    if raw is None:
-        raise DirectoryError(f"{source}: the file is empty")
-    try:
-        parsed = DirectoryFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"{_where(source, lines, tuple(err['loc']))}: {err['msg']}" for err in exc.errors()]
-        raise DirectoryError("\n".join(problems)) from None
-    problems = [f"{_where(source, lines, loc)}: {msg}" for loc, msg in _reference_problems(parsed, known)]
+    parsed, where = validate_yaml(text, source, DirectoryFile, DirectoryError)
+    problems = [where(loc, msg) for loc, msg in _reference_problems(parsed, known)]
     if problems:
-        raise DirectoryError("\n".join(problems))
+        raise DirectoryError(problems)
     return parsed
 
 

@@ -209,8 +209,9 @@ class Choice(Field):
     choices: list[str] = field(default_factory=list)
     multiple: bool = False
     #: The choices come from a catalog of ``[tempo] catalog_file`` ("decisions", "request_types"),
-    #: read when the step opens its task (never when the DAG is parsed), so the catalog can change
-    #: without touching the DAG; the task keeps the choices it was opened with.
+    #: filled in by ``catalogs.with_catalog_choices`` when the step opens its task or a start page
+    #: reads its template (never when the DAG is parsed), so the catalog can change without touching
+    #: the DAG; the task keeps the choices it was opened with. Until then nothing is a valid choice.
     catalog: str | None = None
 
     def __post_init__(self) -> None:
@@ -218,11 +219,8 @@ class Choice(Field):
             raise ValueError("a Choice needs at least one choice, or a catalog")
 
     def options(self) -> list[str]:
-        if self.choices or not self.catalog:
-            return self.choices
-        from tempo.catalogs import load_catalog
-
-        return load_catalog().choices(self.catalog)
+        """The codes offered (what the page lists, and what an answer may be)."""
+        return self.choices
 
     def convert(self, raw: Any) -> str | list[str]:
         values = raw if isinstance(raw, list) else [raw]
@@ -391,14 +389,6 @@ class Form:
         if errors:
             raise FormErrors(errors)
         return clean
-
-    def with_catalog_choices(self) -> Form:
-        """A copy with every catalog-backed choice filled in from the catalog as it is now."""
-        form = Form.from_schema(self.schema())
-        for spec in form.fields.values():
-            if isinstance(spec, Choice) and spec.catalog and not spec.choices:
-                spec.choices = spec.options()
-        return form
 
     def file_fields(self) -> dict[str, File]:
         return {name: spec for name, spec in self.fields.items() if isinstance(spec, File)}

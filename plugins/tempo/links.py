@@ -8,8 +8,9 @@ the link is useless.
 Key rotation: the new key goes into ``secret_key``, the old one into ``previous_secret_keys``, and the
 moment of the switch into ``secret_key_rotated_at``. New tokens are always signed with the current
 key. A retired key still verifies a token signed before the switch, for ``link_max_age`` after it
-(by then every link it signed has expired anyway); a token it signed later is refused, so a leaked
-old key cannot mint fresh links. Keys never appear in logs or error messages.
+(by then every emailed task link it signed has expired anyway; a request's status link lives longer
+and stops working then too); a token it signed later is refused, so a leaked old key cannot mint
+fresh links. Keys never appear in logs or error messages.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class LinkExpired(LinkError):
 
 @dataclass(frozen=True)
 class LinkClaims:
-    task_id: int
+    task_pk: int
     username: str
     purpose: str
 
@@ -99,10 +100,10 @@ def loads_signed(token: str, *, salt: str, max_age: int) -> Any:
         raise current_key_says_no from None
 
 
-def sign(task_id: int, username: str, purpose: str = "act") -> str:
+def sign(task_pk: int, username: str, purpose: str = "act") -> str:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
-    return dumps_signed({"t": int(task_id), "u": username, "p": purpose}, salt=_SALT)
+    return dumps_signed({"t": int(task_pk), "u": username, "p": purpose}, salt=_SALT)
 
 
 def verify(token: str, *, expected_purpose: str = "act", max_age: int | None = None) -> LinkClaims:
@@ -118,16 +119,16 @@ def verify(token: str, *, expected_purpose: str = "act", max_age: int | None = N
         raise LinkError("This link is not valid.")
     if data["p"] != expected_purpose:
         raise LinkError("This link is not meant for this action.")
-    return LinkClaims(task_id=int(data["t"]), username=str(data["u"]), purpose=str(data["p"]))
+    return LinkClaims(task_pk=int(data["t"]), username=str(data["u"]), purpose=str(data["p"]))
 
 
-def task_link(task_id: int, username: str, purpose: str = "act") -> str:
+def task_link(task_pk: int, username: str, purpose: str = "act") -> str:
     """The emailed URL, always built from ``[tempo] base_url`` (never from a request's Host header)."""
-    return f"{config.base_url()}{URL_PREFIX}/act/{sign(task_id, username, purpose)}"
+    return f"{config.base_url()}{URL_PREFIX}/act/{sign(task_pk, username, purpose)}"
 
 
-def task_page(task_id: int) -> str:
-    return f"{config.base_url()}{URL_PREFIX}/tasks/{int(task_id)}"
+def task_page(task_pk: int) -> str:
+    return f"{config.base_url()}{URL_PREFIX}/tasks/{int(task_pk)}"
 
 
 def attachment_download(attachment_id: int) -> str:
@@ -138,9 +139,9 @@ def process_page(process_id: int) -> str:
     return f"{config.base_url()}{URL_PREFIX}/processes/{int(process_id)}"
 
 
-def respond_link(task_id: int, counterparty_code: str) -> str:
+def respond_link(task_pk: int, counterparty_code: str) -> str:
     """The link a counterparty follows to accept or dispute a result (``/tempo/respond/{token}``)."""
-    token = sign(task_id, f"counterparty:{counterparty_code}", "respond")
+    token = sign(task_pk, f"counterparty:{counterparty_code}", "respond")
     return f"{config.base_url()}{URL_PREFIX}/respond/{token}"
 
 

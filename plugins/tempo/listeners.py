@@ -56,8 +56,7 @@ def on_dag_run_failed(dag_run: Any, msg: str) -> None:
 
 
 def _run_started(dag_run: Any) -> None:
-    from tempo.steps.process import is_process
-    from tempo.steps.work import process_for_run
+    from tempo.runs import is_process, process_of_dag_run
     from tempo.store.engine import write_session
     from tempo.store.processes import find_process, refresh_current_step, restart_process
     from tempo.store.tasks import cancel_active_tasks
@@ -68,7 +67,7 @@ def _run_started(dag_run: Any) -> None:
         existing = find_process(session, dag_id, run_id)
         if existing is None:
             if is_process(dag):
-                process_for_run(session, dag, dag_run)
+                process_of_dag_run(session, dag, dag_run)
             return
         # The run starts again: it was cleared (wholly or in part).
         restart_process(session, existing)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, distinct, false, func, literal, or_, select, true, tuple_
 from sqlalchemy.orm import Session, aliased
@@ -49,7 +49,6 @@ MAX_ROWS = 500
 NO_HUMAN_STEP = "(automated)"
 NONE_LABEL = "(none)"
 
-GroupBy = Literal["manager", "unit", "counterparty"]
 GROUP_BY_VALUES: tuple[str, ...] = ("manager", "unit", "counterparty")
 MEASURES: tuple[str, ...] = ("assigned", "completed", "rejected", "expired", "late", "open_overdue")
 
@@ -913,7 +912,3 @@ def process_log(
         for p, unit in session.execute(query)
     ]
     return ProcessLog(total=total, statuses=statuses, rows=rows)
-
-
-def to_rows(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    return [row_dict(r) for r in rows]

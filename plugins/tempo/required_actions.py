@@ -23,7 +23,7 @@ from tempo.forms import FormErrors
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from tempo.store.models import Process, Task, TaskEvent
+    from tempo.store.models import HistoryEvent, Process, Task
 
 #: Where the action is kept inside a task's stored form schema.
 SCHEMA_KEY = "required_action"
@@ -87,10 +87,10 @@ class EmailClient(RequiredAction):
     def missing(self, session: Session, task: Task) -> str | None:
         from sqlalchemy import exists, select
 
-        from tempo.store.models import Attachment, TaskEvent
+        from tempo.store.models import Attachment, HistoryEvent
 
         emailed = session.scalar(
-            select(exists().where(TaskEvent.task_id == task.id, TaskEvent.kind == CLIENT_EMAILED))
+            select(exists().where(HistoryEvent.task_id == task.id, HistoryEvent.kind == CLIENT_EMAILED))
         )
         if emailed:
             return None
@@ -142,14 +142,14 @@ class ClientEmail:
 
     action: EmailClient
     to: str | None
-    sent: list[TaskEvent]
+    sent: list[HistoryEvent]
     missing: str | None
 
 
 def client_email_view(session: Session, task: Task) -> ClientEmail | None:
     from sqlalchemy import select
 
-    from tempo.store.models import Process, TaskEvent
+    from tempo.store.models import HistoryEvent, Process
 
     action = of_task(task)
     if not isinstance(action, EmailClient):
@@ -157,9 +157,9 @@ def client_email_view(session: Session, task: Task) -> ClientEmail | None:
     process = session.get_one(Process, task.process_id)
     sent = list(
         session.scalars(
-            select(TaskEvent)
-            .where(TaskEvent.task_id == task.id, TaskEvent.kind == CLIENT_EMAILED)
-            .order_by(TaskEvent.at, TaskEvent.id)
+            select(HistoryEvent)
+            .where(HistoryEvent.task_id == task.id, HistoryEvent.kind == CLIENT_EMAILED)
+            .order_by(HistoryEvent.at, HistoryEvent.id)
         )
     )
     return ClientEmail(
@@ -170,7 +170,7 @@ def client_email_view(session: Session, task: Task) -> ClientEmail | None:
     )
 
 
-def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEvent:
+def email_client(task_pk: int, *, actor: str, subject: str, text: str) -> HistoryEvent:
     """Send ``actor``'s message to the task's client through the outbox and record it on the task.
 
     Raises ``FormErrors`` (``subject``, ``text``, ``to``, ``_form``), ``TaskNotFound`` or
@@ -182,7 +182,7 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
     from tempo.mail.outbox import deliver_now, enqueue
     from tempo.mail.render import render_mail
     from tempo.store.engine import write_session
-    from tempo.store.models import ACTIVE_TASK_STATUSES, OutboxMessage, Process, TaskEvent
+    from tempo.store.models import ACTIVE_TASK_STATUSES, HistoryEvent, OutboxMessage, Process
     from tempo.store.tasks import TaskConflict, get_task, record_event
 
     subject = " ".join(str(subject or "").split())
@@ -197,9 +197,9 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
     elif len(text) > _MAX_TEXT:
         problems["text"] = f"Keep the message under {_MAX_TEXT:,} characters."
     with write_session() as session:
-        task = get_task(session, task_id)
+        task = get_task(session, task_pk)
         if task.status not in ACTIVE_TASK_STATUSES:
-            raise TaskConflict(task_id, f"This task is already {task.status.value}.")
+            raise TaskConflict(task_pk, f"This task is already {task.status.value}.")
         action = of_task(task)
         if not isinstance(action, EmailClient):
             raise FormErrors({"_form": "This task has no client to email."})
@@ -214,7 +214,7 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
         digest = hashlib.sha256(f"{to}\n{subject}\n{text}".encode()).hexdigest()[:40]
         key = f"task:{task.id}:client:{digest}"
         if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None:
-            raise TaskConflict(task_id, "This message was already sent to the client.")
+            raise TaskConflict(task_pk, "This message was already sent to the client.")
         mail = render_mail(
             "client_message", {"process": process, "task": task, "subject": subject, "message": text}
         )
@@ -222,10 +222,12 @@ def email_client(task_id: int, *, actor: str, subject: str, text: str) -> TaskEv
         session.flush()
         # A concurrent identical submission may have queued it first (enqueue then returns its row).
         recorded = session.scalars(
-            select(TaskEvent.details).where(TaskEvent.task_id == task.id, TaskEvent.kind == CLIENT_EMAILED)
+            select(HistoryEvent.details).where(
+                HistoryEvent.task_id == task.id, HistoryEvent.kind == CLIENT_EMAILED
+            )
         )
         if any(details.get("message") == message.id for details in recorded):
-            raise TaskConflict(task_id, "This message was already sent to the client.")
+            raise TaskConflict(task_pk, "This message was already sent to the client.")
         event = record_event(
             session,
             process_id=process.id,

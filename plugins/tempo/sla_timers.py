@@ -22,7 +22,7 @@ from tempo import directory, links
 from tempo.assignment import Resolved
 from tempo.mail.outbox import enqueue
 from tempo.mail.render import render_mail
-from tempo.sla import SLA, Escalate, Timer, next_timer_at, timers
+from tempo.sla import SLA, SLA_ACTOR, Escalate, Timer, next_timer_at, timers
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
@@ -35,11 +35,9 @@ from tempo.store.models import (
     utcnow,
 )
 from tempo.store.processes import refresh_current_step
-from tempo.store.tasks import TaskConflict, assign_task, complete_task, record_event, transition
+from tempo.store.tasks import TaskConflict, assign_task, close_task, complete_task, record_event
 
 log = logging.getLogger(__name__)
-
-SLA_ACTOR = "tempo-sla"
 
 
 def _waiting_with_sla(session: Session, task_pk: int) -> tuple[Task, SLA, datetime] | None:
@@ -222,16 +220,7 @@ def fire(task_pk: int, timer_name: str) -> list[str]:
             if outcome is not None:
                 complete_task(session, task.id, actor=SLA_ACTOR, result={}, outcome=outcome)
             else:
-                transition(
-                    session,
-                    task.id,
-                    to_status=TaskStatus.EXPIRED,
-                    from_statuses=ACTIVE_TASK_STATUSES,
-                    expected_version=None,
-                    actor=SLA_ACTOR,
-                    kind="expired",
-                    values={"completed_at": utcnow()},
-                )
+                close_task(session, task.id, TaskStatus.EXPIRED, actor=SLA_ACTOR)
         except TaskConflict:
             return []  # answered at the last moment: the answer stands
         refresh_current_step(session, process.id)

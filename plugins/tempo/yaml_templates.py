@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from tempo.forms import FIELD_TYPES, Form
-from tempo.yaml_lines import YamlSyntaxError, line_for, load_with_lines
+from tempo.yaml_lines import Where, YamlFileError, message, validate_yaml
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -40,12 +40,8 @@ _ASSIGNEE = re.compile(
 TRIGGERS = {"all_success": "all_success", "any_success": "none_failed_min_one_success"}
 
 
-class TemplateError(ValueError):
+class TemplateError(YamlFileError):
     """A template that cannot be compiled; ``problems`` holds one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -192,25 +188,18 @@ class TemplateSpec(_Strict):
 # --- reading and checking ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Where:
-    """Turns a location in the document into ``file:line: step 'id': field``."""
-
-    source: str
-    raw: Any
-    lines: dict[tuple[Any, ...], int]
+class _Where(Where):
+    """Names a place of a template as ``file:line: step 'id': field``."""
 
     def __call__(self, loc: tuple[Any, ...], message: str) -> str:
         if len(loc) >= 3 and loc[0] == "steps" and loc[2] in _STEP_KINDS:
             loc = (*loc[:2], *loc[3:])  # pydantic names the kind it tried; the document does not
-        line = line_for(self.lines, loc)
-        where = f"{self.source}:{line}" if line else self.source
+        return super().__call__(loc, message)
+
+    def field(self, loc: tuple[Any, ...]) -> str:
         if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-            step = self._step_id(loc[1])
-            field = ".".join(str(p) for p in loc[2:]) or "(step)"
-            return f"{where}: step {step}: {field}: {message}"
-        field = ".".join(str(p) for p in loc) or "(template)"
-        return f"{where}: {field}: {message}"
+            return f"step {self._step_id(loc[1])}: " + (".".join(str(p) for p in loc[2:]) or "(step)")
+        return ".".join(str(p) for p in loc) or "(template)"
 
     def _step_id(self, index: int) -> str:
         steps = self.raw.get("steps") if isinstance(self.raw, dict) else None
@@ -232,32 +221,18 @@ def read_template(path: str | Path, source: str | None = None) -> TemplateSpec:
 
 
 def parse_template(text: str, source: str = "<template>") -> TemplateSpec:
-    try:
-        raw, lines = load_with_lines(text, source)
-    except YamlSyntaxError as exc:
-        raise TemplateError([str(exc)]) from None
-    if not isinstance(raw, dict):
-        raise TemplateError([f"{source}: a template is a mapping with id, title and steps"])
-    where = _Where(source, raw, lines)
-    try:
-        spec = TemplateSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                loc = (*loc, "kind")
-            problems.append(where(loc, _message(error)))
-        raise TemplateError(problems) from None
+    spec, where = validate_yaml(
+        text,
+        source,
+        TemplateSpec,
+        TemplateError,
+        where=_Where,
+        not_a_mapping="a template is a mapping with id, title and steps",
+    )
     problems = [where(loc, message) for loc, message in _meaning_problems(spec)]
     if problems:
         raise TemplateError(problems)
     return spec
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
 
 
 def _display_name(path: Path) -> str:
@@ -296,7 +271,7 @@ def build_form(
             # The field dataclasses' own annotations check each option's type.
             built[name] = _adapter(field_cls.kind).validate_python(options)
         except ValidationError as exc:
-            problems.extend(((name, *error["loc"]), _message(error)) for error in exc.errors())
+            problems.extend(((name, *error["loc"]), message(error)) for error in exc.errors())
         except (TypeError, re.error) as exc:
             problems.append(((name,), str(exc)))
     if problems:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from tempo import links
 from tempo.catalogs import load_catalog
 from tempo.store.engine import read_session
-from tempo.store.models import Attachment, Counterparty, Process, ProcessStatus, TaskEvent
+from tempo.store.models import Attachment, Counterparty, HistoryEvent, Process, ProcessStatus
 from tests.e2e.conftest import open_task, wait_until
 from tests.e2e.test_browser import SHOTS, browser  # noqa: F401 (the browser fixture)
 
@@ -154,9 +154,9 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
         stages = [
             e.details["to"]
             for e in session.scalars(
-                select(TaskEvent)
-                .where(TaskEvent.process_id == process_id, TaskEvent.kind == "stage")
-                .order_by(TaskEvent.at, TaskEvent.id)
+                select(HistoryEvent)
+                .where(HistoryEvent.process_id == process_id, HistoryEvent.kind == "stage")
+                .order_by(HistoryEvent.at, HistoryEvent.id)
             )
         ]
     assert stages == ["accepted", "in_work", "done", "in_work", "done"]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tempo.store.engine import read_session
-from tempo.store.models import SlaState, Task, TaskEvent, TaskStatus
+from tempo.store.models import HistoryEvent, SlaState, Task, TaskStatus
 from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,7 @@ def test_reminder_then_escalation_each_once_in_order(airflow_stack, mail):
     with read_session() as session:
         row = session.get_one(Task, task.id)
         kinds = session.scalars(
-            select(TaskEvent.kind).where(TaskEvent.task_id == task.id).order_by(TaskEvent.id)
+            select(HistoryEvent.kind).where(HistoryEvent.task_id == task.id).order_by(HistoryEvent.id)
         ).all()
     assert (row.sla_state, row.escalation_level) == (SlaState.ESCALATED, 1)
     assert kinds == ["created", "reminded", "overdue", "escalated"]

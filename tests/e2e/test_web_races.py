@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session
-from tempo.store.models import Task, TaskEvent
+from tempo.store.models import HistoryEvent, Task
 from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -53,11 +53,11 @@ def test_fifty_concurrent_completions_one_winner(airflow_stack):
     with read_session() as session:
         stored = session.get_one(Task, task.id)
         completions = session.scalar(
-            select(func.count()).where(TaskEvent.task_id == task.id, TaskEvent.kind == "completed")
+            select(func.count()).where(HistoryEvent.task_id == task.id, HistoryEvent.kind == "completed")
         )
         recorded = session.scalar(
             select(func.count()).where(
-                TaskEvent.process_id == task.process_id, TaskEvent.kind == "data_recorded"
+                HistoryEvent.process_id == task.process_id, HistoryEvent.kind == "data_recorded"
             )
         )
         from tempo.store.models import Process

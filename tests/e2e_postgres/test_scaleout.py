@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session
-from tempo.store.models import Process, Task, TaskEvent
+from tempo.store.models import HistoryEvent, Process, Task
 from tests.e2e.conftest import open_task, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def todo_mails(mail, ref: str) -> list:
 def completions_of(task_id: int) -> int:
     with read_session() as session:
         return session.scalar(
-            select(func.count()).where(TaskEvent.task_id == task_id, TaskEvent.kind == "completed")
+            select(func.count()).where(HistoryEvent.task_id == task_id, HistoryEvent.kind == "completed")
         )
 
 

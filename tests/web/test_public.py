@@ -14,11 +14,11 @@ from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
     Attachment,
     Counterparty,
+    HistoryEvent,
     OutboxMessage,
     Process,
     RateLimitHit,
     Task,
-    TaskEvent,
     TaskStatus,
 )
 from tests.factories import make_process, make_task
@@ -43,7 +43,7 @@ def store_counts() -> dict[str, int]:
     with read_session() as session:
         return {
             model.__tablename__: session.scalar(select(func.count()).select_from(model))
-            for model in (Process, Counterparty, Attachment, OutboxMessage, RateLimitHit, Task, TaskEvent)
+            for model in (Process, Counterparty, Attachment, OutboxMessage, RateLimitHit, Task, HistoryEvent)
         }
 
 
@@ -242,7 +242,7 @@ def test_opening_the_result_link_changes_nothing(web, review):
     status = web.get(path_of(links.request_status_link(review.process_id)))
     offered = re.findall(r'href="[^"]*/respond/([^"/]+)"', status.text)
     assert [links.verify(token, expected_purpose="respond") for token in offered] == [
-        links.LinkClaims(task_id=review.id, username="counterparty:GLOBEX", purpose="respond")
+        links.LinkClaims(task_pk=review.id, username="counterparty:GLOBEX", purpose="respond")
     ]
 
 

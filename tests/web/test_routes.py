@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import Attachment, Task, TaskEvent, TaskStatus
+from tempo.store.models import Attachment, HistoryEvent, Task, TaskStatus
 from tests.factories import make_process, make_task
 from tests.web.conftest import auth
 
@@ -50,7 +50,7 @@ def snapshot(task_id: int) -> tuple:
     with read_session() as session:
         row = session.get_one(Task, task_id)
         events = session.scalar(
-            select(func.count()).select_from(TaskEvent).where(TaskEvent.task_id == task_id)
+            select(func.count()).select_from(HistoryEvent).where(HistoryEvent.task_id == task_id)
         )
         files = session.scalar(select(func.count()).select_from(Attachment))
         return row.status, row.version, row.result, row.assignee, row.claimed_by, events, files
@@ -304,7 +304,7 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     )
     with read_session() as session:
         kinds = session.scalars(
-            select(TaskEvent.kind).where(TaskEvent.task_id == task.id).order_by(TaskEvent.id)
+            select(HistoryEvent.kind).where(HistoryEvent.task_id == task.id).order_by(HistoryEvent.id)
         ).all()
         assert session.get_one(Task, task.id).assignee == "sandra"
     assert kinds == ["created", "claimed", "unclaimed", "delegated", "reassigned"]

@@ -348,12 +348,12 @@ def test_old_key_links_and_forms_work_during_the_grace_period(rotation):
     from tempo.web.security import check_csrf
 
     token, csrf, _ = rotation
-    assert links.verify(token).task_id == 7
+    assert links.verify(token).task_pk == 7
     check_csrf(csrf, "sandra", "task:7")
     # New links are signed with the new key alone: they verify with no retired key configured.
     fresh = links.sign(8, "sandra")
     os.environ["AIRFLOW__TEMPO__PREVIOUS_SECRET_KEYS"] = ""
-    assert links.verify(fresh).task_id == 8
+    assert links.verify(fresh).task_pk == 8
     with pytest.raises(links.LinkError):
         links.verify(token)
 

@@ -147,7 +147,9 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
 
     def task_form_schema(self) -> dict[str, Any]:
         """The form as stored with the task, with the required action (if any) beside its fields."""
-        schema = self.form.with_catalog_choices().schema()
+        from tempo.catalogs import with_catalog_choices
+
+        schema = with_catalog_choices(self.form).schema()
         if self.required_action is not None:
             from tempo.required_actions import SCHEMA_KEY
 
@@ -157,7 +159,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
     # --- running ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
-        from tempo.steps.work import open_step
+        from tempo.steps.opening import open_step
 
         task = open_step(self, context)
         if task.status.value not in _WAITING:
@@ -189,7 +191,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
             except TaskNotFound:
                 task = None
             if task is None:
-                from tempo.steps.work import step_key
+                from tempo.steps.opening import step_key
                 from tempo.store.tasks import find_task
 
                 task = find_task(session, *step_key(context))
@@ -204,7 +206,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
 
     def poke(self, context: Any) -> PokeReturnValue:
         """Reschedule/poke mode (``deferrable=False``): look the task up once per poke."""
-        from tempo.steps.work import step_key
+        from tempo.steps.opening import step_key
         from tempo.store.engine import read_session
         from tempo.store.tasks import find_task
 

@@ -44,12 +44,16 @@ class NotifyStep(BaseOperator):
         self.context = dict(context or {})
 
     def execute(self, context: Any) -> list[str]:
-        from tempo.mail.outbox import deliver_now
-        from tempo.steps.work import process_for_run, queue_notification
+        from tempo.mail.outbox import deliver_now, enqueue
+        from tempo.mail.render import render_mail
+        from tempo.runs import process_of_dag_run
+        from tempo.steps.opening import step_key
         from tempo.store.engine import write_session
 
+        dag_id, run_id, task_id, map_index = step_key(context)
+        keys = []
         with write_session() as session:
-            process = process_for_run(session, context.get("dag"), context["dag_run"])
+            process = process_of_dag_run(session, context.get("dag"), context["dag_run"])
             people: dict[str, Any] = {}
             for target in self.to:
                 try:
@@ -59,13 +63,12 @@ class NotifyStep(BaseOperator):
                 people.update({p.username: p for p in resolved.recipients(session)})
             if not people:
                 raise AirflowException(f"{self.task_id}: nobody to notify")
-            keys = queue_notification(
-                context,
-                template=self.template,
-                recipients=list(people.values()),
-                extra=self.context,
-                session=session,
-            )
+            for person in people.values():
+                key = f"notify:{dag_id}:{run_id}:{task_id}:{map_index}:{person.username}"
+                values = {"process": process, "person": person, "data": process.data, **self.context}
+                mail = render_mail(self.template, values)
+                enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id)
+                keys.append(key)
         deliver_now(keys)
         self.log.info("[tempo] notified %s", ", ".join(sorted(people)))
         return sorted(people)

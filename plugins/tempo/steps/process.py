@@ -1,31 +1,15 @@
-"""The process wrapper: a normal Airflow DAG that carries a process template's metadata.
-
-Everything Tempo needs to know about the template travels in places Airflow already serializes, so
-the scheduler, the API server and the workers all read it from the serialized DAG:
-
-- the start form becomes the DAG's ``params`` (Airflow's own trigger form renders it too); each
-  param's schema keeps the Tempo field under ``x-tempo-field`` and marks the business key;
-- the title is the DAG's display name, the description its description, the owner its owner;
-- the tag ``tempo`` marks the DAG as a process template.
-"""
+"""The process wrapper: a normal Airflow DAG that carries a process template's metadata (what it
+carries, and how Tempo reads it back, is in ``tempo.runs``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param
 
 from tempo.forms import Form
-
-PROCESS_TAG = "tempo"
-FIELD_KEY = "x-tempo-field"
-BUSINESS_KEY = "x-tempo-business-key"
-#: Conf keys Tempo reads besides the start form: who asked, and for which counterparty.
-REQUESTER_KEY = "requester"
-COUNTERPARTY_KEY = "counterparty"
+from tempo.runs import BUSINESS_KEY, FIELD_KEY, PROCESS_TAG
 
 
 def process(
@@ -76,44 +60,3 @@ def process(
         default_args=default_args,
         **dag_kwargs,
     )
-
-
-@dataclass(frozen=True)
-class TemplateInfo:
-    dag_id: str
-    title: str
-    description: str
-    owner: str
-    business_key: str | None
-    start_form: Form = field(default_factory=Form)
-
-
-def is_process(dag: Any) -> bool:
-    return dag is not None and PROCESS_TAG in set(getattr(dag, "tags", None) or ())
-
-
-def template_info(dag: Any) -> TemplateInfo:
-    """Read a template's metadata back from a DAG (SDK or serialized)."""
-    form_schema: list[dict[str, Any]] = []
-    business_key = None
-    params = dag.params
-    for key in params:
-        schema = params.get_param(key).schema or {}
-        if FIELD_KEY in schema:
-            form_schema.append(schema[FIELD_KEY])
-        if schema.get(BUSINESS_KEY):
-            business_key = key
-    owner = getattr(dag, "owner", None) or (getattr(dag, "default_args", None) or {}).get("owner") or ""
-    return TemplateInfo(
-        dag_id=dag.dag_id,
-        title=getattr(dag, "dag_display_name", None) or dag.dag_id,
-        description=getattr(dag, "description", None) or "",
-        owner=owner,
-        business_key=business_key,
-        start_form=Form.from_schema({"fields": form_schema}),
-    )
-
-
-def process_title(info: TemplateInfo, data: Mapping[str, Any]) -> str:
-    key = data.get(info.business_key) if info.business_key else None
-    return f"{info.title} {key}" if key not in (None, "") else info.title

@@ -14,14 +14,14 @@ def record(**fields: Any) -> dict[str, Any]:
     """
     from airflow.sdk import get_current_context
 
-    from tempo.steps.work import process_for_run
+    from tempo.runs import process_of_dag_run
     from tempo.store.engine import write_session
     from tempo.store.processes import update_process_data
 
     context = get_current_context()
     dag_run = context["dag_run"]
     with write_session() as session:
-        process_for_run(session, context.get("dag"), dag_run)
+        process_of_dag_run(session, context.get("dag"), context["dag_run"])
         process = update_process_data(session, dag_run.dag_id, dag_run.run_id, fields)
         return dict(process.data)
 
@@ -35,7 +35,7 @@ def set_stage(stage: str, note: str | None = None) -> None:
 
     from airflow.sdk import get_current_context
 
-    from tempo.steps.work import process_for_run
+    from tempo.runs import process_of_dag_run
     from tempo.store.engine import write_session
     from tempo.store.tasks import record_event
 
@@ -43,7 +43,7 @@ def set_stage(stage: str, note: str | None = None) -> None:
         raise ValueError(f"stage {stage!r} must be lower_snake_case")
     context = get_current_context()
     with write_session() as session:
-        process = process_for_run(session, context.get("dag"), context["dag_run"])
+        process = process_of_dag_run(session, context.get("dag"), context["dag_run"])
         if process.stage == stage:
             return  # a retry of the same task
         previous, process.stage = process.stage, stage

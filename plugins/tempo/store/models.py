@@ -311,10 +311,10 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class TaskEvent(Base):
-    """The history of a process: who did what, when."""
+class HistoryEvent(Base):
+    """The history of a process, its own events and its tasks': who did what, when."""
 
-    __tablename__ = "tempo_task_event"
+    __tablename__ = "tempo_history"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     process_id: Mapped[int] = mapped_column(ForeignKey("tempo_process.id"))

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     CLOSED_TASK_STATUSES,
+    HistoryEvent,
     Process,
     SlaFired,
     Task,
-    TaskEvent,
     TaskStatus,
     utcnow,
 )
@@ -37,9 +37,9 @@ class TaskNotFound(LookupError):
 class TaskConflict(RuntimeError):
     """The task changed under the caller: somebody else acted first, or it is no longer open."""
 
-    def __init__(self, task_id: int, message: str) -> None:
+    def __init__(self, task_pk: int, message: str) -> None:
         super().__init__(message)
-        self.task_id = task_id
+        self.task_pk = task_pk
 
 
 @dataclass
@@ -72,16 +72,18 @@ def record_event(
     actor: str | None = None,
     task_id: int | None = None,
     details: dict[str, Any] | None = None,
-) -> TaskEvent:
-    event = TaskEvent(process_id=process_id, task_id=task_id, kind=kind, actor=actor, details=details or {})
+) -> HistoryEvent:
+    event = HistoryEvent(
+        process_id=process_id, task_id=task_id, kind=kind, actor=actor, details=details or {}
+    )
     session.add(event)
     return event
 
 
-def get_task(session: Session, task_id: int) -> Task:
-    task = session.get(Task, task_id)
+def get_task(session: Session, task_pk: int) -> Task:
+    task = session.get(Task, task_pk)
     if task is None:
-        raise TaskNotFound(f"task {task_id} does not exist")
+        raise TaskNotFound(f"task {task_pk} does not exist")
     return task
 
 
@@ -174,7 +176,7 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
 
 def transition(
     session: Session,
-    task_id: int,
+    task_pk: int,
     *,
     to_status: TaskStatus,
     from_statuses: Iterable[TaskStatus],
@@ -185,7 +187,7 @@ def transition(
     details: dict[str, Any] | None = None,
 ) -> Task:
     """Compare-and-set one task. Raises ``TaskConflict`` when the row is not in the expected state."""
-    conditions = [Task.id == task_id, Task.status.in_(list(from_statuses))]
+    conditions = [Task.id == task_pk, Task.status.in_(list(from_statuses))]
     if expected_version is not None:
         conditions.append(Task.version == expected_version)
     values = dict(values or {})
@@ -198,11 +200,11 @@ def transition(
         .execution_options(synchronize_session=False)
     )
     if session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
-        current = session.get(Task, task_id, populate_existing=True)
+        current = session.get(Task, task_pk, populate_existing=True)
         if current is None:
-            raise TaskNotFound(f"task {task_id} does not exist")
-        raise TaskConflict(task_id, _conflict_message(current, expected_version))
-    task = session.get_one(Task, task_id, populate_existing=True)
+            raise TaskNotFound(f"task {task_pk} does not exist")
+        raise TaskConflict(task_pk, _conflict_message(current, expected_version))
+    task = session.get_one(Task, task_pk, populate_existing=True)
     record_event(
         session, process_id=task.process_id, task_id=task.id, kind=kind, actor=actor, details=details
     )
@@ -220,7 +222,7 @@ def _conflict_message(task: Task, expected_version: int | None) -> str:
 
 def complete_task(
     session: Session,
-    task_id: int,
+    task_pk: int,
     *,
     actor: str,
     result: dict[str, Any],
@@ -231,7 +233,7 @@ def complete_task(
     """Record the human's answer. Exactly one of any number of concurrent callers succeeds."""
     return transition(
         session,
-        task_id,
+        task_pk,
         to_status=status,
         from_statuses=ACTIVE_TASK_STATUSES,
         expected_version=expected_version,
@@ -242,10 +244,10 @@ def complete_task(
     )
 
 
-def claim_task(session: Session, task_id: int, *, actor: str, expected_version: int | None = None) -> Task:
+def claim_task(session: Session, task_pk: int, *, actor: str, expected_version: int | None = None) -> Task:
     return transition(
         session,
-        task_id,
+        task_pk,
         to_status=TaskStatus.CLAIMED,
         from_statuses=(TaskStatus.OPEN,),
         expected_version=expected_version,
@@ -255,9 +257,45 @@ def claim_task(session: Session, task_id: int, *, actor: str, expected_version: 
     )
 
 
+def unclaim_task(session: Session, task_pk: int, *, actor: str, expected_version: int | None = None) -> Task:
+    """Put a claimed task back into its queue."""
+    return transition(
+        session,
+        task_pk,
+        to_status=TaskStatus.OPEN,
+        from_statuses=(TaskStatus.CLAIMED,),
+        expected_version=expected_version,
+        actor=actor,
+        kind="unclaimed",
+        values={"claimed_by": None, "claimed_at": None},
+    )
+
+
+def close_task(
+    session: Session,
+    task_pk: int,
+    status: TaskStatus,
+    *,
+    actor: str | None,
+    details: dict[str, Any] | None = None,
+) -> Task:
+    """Close an active task without an answer (``cancelled``, ``expired``), whatever its version."""
+    return transition(
+        session,
+        task_pk,
+        to_status=status,
+        from_statuses=ACTIVE_TASK_STATUSES,
+        expected_version=None,
+        actor=actor,
+        kind=status.value,
+        details=details,
+        values={"completed_at": utcnow()},
+    )
+
+
 def assign_task(
     session: Session,
-    task_id: int,
+    task_pk: int,
     *,
     actor: str | None,
     to: str,
@@ -267,7 +305,7 @@ def assign_task(
     """Give an active task to person ``to``: back to open, claim dropped, recorded as ``kind``."""
     return transition(
         session,
-        task_id,
+        task_pk,
         to_status=TaskStatus.OPEN,
         from_statuses=ACTIVE_TASK_STATUSES,
         expected_version=expected_version,
@@ -291,17 +329,7 @@ def cancel_active_tasks(
             continue
         try:
             cancelled.append(
-                transition(
-                    session,
-                    task.id,
-                    to_status=TaskStatus.CANCELLED,
-                    from_statuses=ACTIVE_TASK_STATUSES,
-                    expected_version=None,
-                    actor=None,
-                    kind="cancelled",
-                    details={"reason": reason},
-                    values={"completed_at": utcnow()},
-                )
+                close_task(session, task.id, TaskStatus.CANCELLED, actor=None, details={"reason": reason})
             )
         except TaskConflict:
             continue  # closed meanwhile by somebody else: nothing left to cancel

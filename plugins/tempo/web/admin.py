@@ -10,12 +10,12 @@ from tempo.mail.outbox import deliver_pending
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
+    HistoryEvent,
     OutboxMessage,
     OutboxStatus,
     Process,
     ProcessStatus,
     Task,
-    TaskEvent,
     utcnow,
 )
 from tempo.web import URL_PREFIX
@@ -41,7 +41,7 @@ def sla_misses(request: Request, user: CurrentUser) -> Response:
                 .limit(500)
             )
         )
-        late_ids = select(TaskEvent.process_id).where(TaskEvent.kind == "process_overdue")
+        late_ids = select(HistoryEvent.process_id).where(HistoryEvent.kind == "process_overdue")
         late_processes = list(
             session.scalars(
                 select(Process)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tempo.runs import PROCESS_TAG, TemplateInfo, is_process, template_info
 from tempo.steps.human import HumanStep
-from tempo.steps.process import PROCESS_TAG, TemplateInfo, is_process, template_info
 from tempo.web.routemap import Step
 
 

@@ -25,10 +25,10 @@ from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     MAX_ID,
     Attachment,
+    HistoryEvent,
     Person,
     Process,
     Task,
-    TaskEvent,
     TaskStatus,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
@@ -164,8 +164,8 @@ class TaskView:
     task: Task
     process: Process
     form: Form
-    history: list[TaskEvent]
-    comments: list[TaskEvent]
+    history: list[HistoryEvent]
+    comments: list[HistoryEvent]
     attachments: list[Attachment]
     people: dict[str, str] = field(default_factory=dict)
 
@@ -176,7 +176,9 @@ def task_view(session: Session, task: Task) -> TaskView:
     process = session.get_one(Process, task.process_id)
     events = list(
         session.scalars(
-            select(TaskEvent).where(TaskEvent.process_id == process.id).order_by(TaskEvent.at, TaskEvent.id)
+            select(HistoryEvent)
+            .where(HistoryEvent.process_id == process.id)
+            .order_by(HistoryEvent.at, HistoryEvent.id)
         )
     )
     attachments = list(

@@ -173,7 +173,7 @@ LinkClaimsDep = Annotated[links.LinkClaims, Depends(link_claims)]
 def link_task(claims: LinkClaimsDep, session: SessionDep) -> Task:
     """The task an emailed link names, open or closed; refused when it no longer exists."""
     try:
-        return get_task(session, claims.task_id)
+        return get_task(session, claims.task_pk)
     except TaskNotFound:
         raise LinkRefused("This task no longer exists.", status.HTTP_404_NOT_FOUND) from None
 
@@ -211,7 +211,7 @@ def respond_task(claims: RespondClaimsDep, session: SessionDep) -> Task:
     """The counterparty's task a result link names; refused when it is gone or is not the link's
     counterparty's. The reads end here."""
     try:
-        task = get_task(session, claims.task_id)
+        task = get_task(session, claims.task_pk)
     except TaskNotFound:
         raise LinkRefused("This request no longer exists.", status.HTTP_404_NOT_FOUND) from None
     if task.assignee != claims.username:

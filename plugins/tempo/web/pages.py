@@ -336,7 +336,7 @@ async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Respo
 
 @router.get("/processes/{process_id}")
 def process_page(request: Request, process_id: StoreId, user: CurrentUser) -> Response:
-    from tempo.store.models import Task, TaskEvent
+    from tempo.store.models import HistoryEvent, Task
 
     with read_session() as session:
         process = session.get(Process, process_id)
@@ -348,9 +348,9 @@ def process_page(request: Request, process_id: StoreId, user: CurrentUser) -> Re
         )
         events = list(
             session.scalars(
-                select(TaskEvent)
-                .where(TaskEvent.process_id == process_id)
-                .order_by(TaskEvent.at, TaskEvent.id)
+                select(HistoryEvent)
+                .where(HistoryEvent.process_id == process_id)
+                .order_by(HistoryEvent.at, HistoryEvent.id)
             )
         )
     shape = airflow_data.run_shape(process.dag_id, process.run_id)

@@ -26,10 +26,9 @@ from tempo import actions, config, links, ratelimit
 from tempo.attachments import AttachmentError, add_attachment, add_process_attachment, check_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
-from tempo.steps.process import REQUESTER_KEY, process_title
+from tempo.runs import REQUESTER_KEY, process_for_run
 from tempo.store.engine import write_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, ProcessStatus, Task, TaskEvent
-from tempo.store.processes import ensure_process
+from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, HistoryEvent, Process, ProcessStatus, Task
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
 from tempo.web.common import read_upload, render
@@ -212,17 +211,7 @@ async def register(request: Request, type_code: str) -> Response:
     run_id = airflow_data.start_process(REQUEST_DAG_ID, conf, PUBLIC_TRIGGER)
     # The process row now (the listener may get there first): the files and the status page need it.
     with write_session() as session:
-        process, _ = ensure_process(
-            session,
-            dag_id=REQUEST_DAG_ID,
-            run_id=run_id,
-            template=REQUEST_DAG_ID,
-            title=process_title(template, conf),
-            business_key=clean["subject"],
-            requester=clean["email"],
-            data=conf,
-        )
-        process_id = process.id
+        process_id = process_for_run(session, template, run_id, conf, PUBLIC_TRIGGER).id
     for upload in uploads:
         add_process_attachment(
             process_id,
@@ -261,9 +250,9 @@ def _stage_of(process: Process) -> str:
 def request_status(request: Request, process: StatusProcessDep, session: SessionDep) -> Response:
     stages = list(
         session.scalars(
-            select(TaskEvent)
-            .where(TaskEvent.process_id == process.id, TaskEvent.kind == "stage")
-            .order_by(TaskEvent.at, TaskEvent.id)
+            select(HistoryEvent)
+            .where(HistoryEvent.process_id == process.id, HistoryEvent.kind == "stage")
+            .order_by(HistoryEvent.at, HistoryEvent.id)
         )
     )
     files = list(session.scalars(select(Attachment).where(Attachment.process_id == process.id)))
@@ -346,7 +335,7 @@ def respond_page(
 @router.post("/respond/{token}")
 async def respond(request: Request, token: str, claims: RespondClaimsDep, session: SessionDep) -> Response:
     form = await request.form()
-    check_csrf(str(form.get("csrf") or ""), claims.username, f"respond:{claims.task_id}")
+    check_csrf(str(form.get("csrf") or ""), claims.username, f"respond:{claims.task_pk}")
     # The task once the form proved it came from its page (as for the pages of logged-in people).
     task = respond_task(claims, session)
     if task.status not in ACTIVE_TASK_STATUSES:

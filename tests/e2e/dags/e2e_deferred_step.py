@@ -20,7 +20,7 @@ class StoredBeforeTheUpgrade(HumanStepTrigger):
 
 class DeferredStep(HumanStep):
     def execute(self, context: Any) -> Any:
-        from tempo.steps.work import open_step
+        from tempo.steps.opening import open_step
 
         task = open_step(self, context)
         self.defer(trigger=StoredBeforeTheUpgrade(task_pk=task.id), method_name="execute_complete")

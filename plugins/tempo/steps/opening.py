@@ -1,7 +1,8 @@
-"""What steps do in the store when they run: the process row, the task row, the emails.
+"""Opening a human step: its task row (once per step instance), its first SLA timer, and the email
+to each person it is assigned to, delivered at once.
 
-Kept apart from the operator classes so the operators stay declarative and these functions can be
-called (and tested) with a plain context.
+Kept apart from the operator class so the operator stays declarative and this can be called (and
+tested) with a plain context.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from tempo import directory, links
 from tempo.assignment import AssignmentError, Resolved
 from tempo.mail.outbox import deliver_now, enqueue
 from tempo.mail.render import render_mail
+from tempo.runs import process_of_dag_run
 from tempo.sla import next_timer_at
-from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
 from tempo.store.engine import write_session
 from tempo.store.models import Attachment, Process, Task, utcnow
-from tempo.store.processes import ensure_process, refresh_current_step
+from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import TaskSpec, open_task
 
 if TYPE_CHECKING:
@@ -32,42 +33,6 @@ def step_key(context: Any) -> tuple[str, str, str, int]:
     ti = context["ti"]
     map_index = ti.map_index if ti.map_index is not None else -1
     return ti.dag_id, ti.run_id, ti.task_id, map_index
-
-
-def run_data(dag: Any, conf: dict[str, Any] | None) -> dict[str, Any]:
-    """The run's business record: start-form defaults overlaid with the conf it was started with."""
-    data: dict[str, Any] = {}
-    if dag is not None and is_process(dag):
-        for key in dag.params:
-            value = dag.params.get_param(key).value
-            data[key] = None if type(value).__name__ == "ArgNotSet" else value
-    data.update(conf or {})
-    return data
-
-
-def process_for_run(session: Session, dag: Any, dag_run: Any) -> Process:
-    """The process row of this DAG run, created if the listener has not created it yet."""
-    conf = dict(getattr(dag_run, "conf", None) or {})
-    data = run_data(dag, conf)
-    if dag is not None and is_process(dag):
-        info = template_info(dag)
-        title = process_title(info, data)
-        business_key = data.get(info.business_key) if info.business_key else None
-    else:
-        title, business_key = (getattr(dag, "dag_display_name", None) or dag_run.dag_id), None
-    requester = conf.get(REQUESTER_KEY) or getattr(dag_run, "triggering_user_name", None)
-    process, _ = ensure_process(
-        session,
-        dag_id=dag_run.dag_id,
-        run_id=dag_run.run_id,
-        template=dag_run.dag_id,
-        title=title,
-        business_key=str(business_key) if business_key not in (None, "") else None,
-        requester=requester,
-        counterparty_code=conf.get(COUNTERPARTY_KEY),
-        data=data,
-    )
-    return process
 
 
 def _calendar_of(session: Session, resolved: Resolved) -> WorkingCalendar:
@@ -101,10 +66,10 @@ def _mail_context(session: Session, task: Task, process: Process) -> dict[str, A
     }
 
 
-def _action_link(task_id: int, person: Any) -> str:
+def _action_link(task_pk: int, person: Any) -> str:
     # A counterparty answers on its own page (no login, no inbox); people use the task link.
     own_link = getattr(person, "action_link", None)
-    return own_link(task_id) if callable(own_link) else links.task_link(task_id, person.username)
+    return own_link(task_pk) if callable(own_link) else links.task_link(task_pk, person.username)
 
 
 def open_step(step: HumanStep, context: Any) -> Task:
@@ -112,7 +77,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
     dag_id, run_id, task_id, map_index = step_key(context)
     keys: list[str] = []
     with write_session() as session:
-        process = process_for_run(session, context.get("dag"), context["dag_run"])
+        process = process_of_dag_run(session, context.get("dag"), context["dag_run"])
         try:
             resolved = step.assign_to.resolve(session, process, context)
         except AssignmentError as exc:
@@ -163,18 +128,3 @@ def open_step(step: HumanStep, context: Any) -> Task:
                 keys.append(key)
     deliver_now(keys)
     return task
-
-
-def queue_notification(
-    context: Any, *, template: str, recipients: list[Any], extra: dict[str, Any], session: Session
-) -> list[str]:
-    """Queue one message per recipient person; the dedup key makes retries of the step harmless."""
-    dag_id, run_id, task_id, map_index = step_key(context)
-    process = process_for_run(session, context.get("dag"), context["dag_run"])
-    keys = []
-    for person in recipients:
-        key = f"notify:{dag_id}:{run_id}:{task_id}:{map_index}:{person.username}"
-        mail = render_mail(template, {"process": process, "person": person, "data": process.data, **extra})
-        enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id)
-        keys.append(key)
-    return keys
