@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import Attachment, Task, TaskEvent, TaskStatus
+from tempo.store.models import Attachment, Process, ProcessStatus, Task, TaskEvent, TaskStatus
 from tests.factories import make_process, make_task
 from tests.web.conftest import auth
 
@@ -430,7 +430,15 @@ def test_start_form_validates_and_starts_a_run(web):
         headers=auth("rob"),
         follow_redirects=False,
     )
-    assert ok.status_code == 303 and "started=" in ok.headers["location"]
+    assert ok.status_code == 303
+    with read_session() as session:
+        process = session.scalars(select(Process).where(Process.business_key == "RMA-5555")).one()
+    assert (process.dag_id, process.requester, process.data["part"]) == ("rma_sales_order", "rob", "Pump")
+    # The confirmation is the new process's own page, not the start form again.
+    assert ok.headers["location"] == f"/tempo/processes/{process.id}?started=1"
+    confirmed = web.get(ok.headers["location"], headers=auth("rob"))
+    assert confirmed.status_code == 200 and 'id="notice"' in confirmed.text
+    assert "RMA-5555" in confirmed.text
     api = web.post(
         "/tempo/api/v1/processes/rma_sales_order", json={"conf": {"rma_number": "x"}}, headers=auth("rob")
     )
@@ -440,6 +448,70 @@ def test_start_form_validates_and_starts_a_run(web):
     assert web.post(
         "/tempo/api/v1/processes/no_such_dag", json={"conf": {}}, headers=auth("rob")
     ).status_code in (403, 404)
+
+
+def _processes_with_key(key: str) -> list[int]:
+    with read_session() as session:
+        return list(
+            session.scalars(select(Process.id).where(Process.business_key == key).order_by(Process.id))
+        )
+
+
+def test_a_second_start_of_one_business_key_warns_and_needs_start_another(web):
+    rob = auth("rob")
+    token = csrf_of(web.get("/tempo/start/rma_sales_order", headers=rob).text)
+    answers = {"csrf": token, "rma_number": "RMA-7777", "customer": "ACME", "part": "Pump"}
+    first = web.post("/tempo/start/rma_sales_order", data=answers, headers=rob, follow_redirects=False)
+    assert first.status_code == 303
+    [first_id] = _processes_with_key("RMA-7777")
+
+    again = web.post("/tempo/start/rma_sales_order", data=answers, headers=rob, follow_redirects=False)
+    assert again.status_code == 409
+    assert 'id="same-key"' in again.text and f"/tempo/processes/{first_id}" in again.text
+    assert 'name="start_another" value="yes"' in again.text
+    assert 'value="Pump"' in again.text  # the answers are kept for the second click
+    assert _processes_with_key("RMA-7777") == [first_id]
+
+    another = web.post(
+        "/tempo/start/rma_sales_order",
+        data={**answers, "start_another": "yes"},
+        headers=rob,
+        follow_redirects=False,
+    )
+    assert another.status_code == 303
+    ids = _processes_with_key("RMA-7777")
+    assert len(ids) == 2 and another.headers["location"] == f"/tempo/processes/{ids[1]}?started=1"
+
+
+def test_the_api_answers_409_for_a_business_key_in_use_unless_allowed(web):
+    rob = auth("rob")
+    url = "/tempo/api/v1/processes/rma_sales_order"
+    conf = {"rma_number": "RMA-8888", "customer": "ACME", "part": "Pump"}
+    first = web.post(url, json={"conf": conf}, headers=rob)
+    assert first.status_code == 201
+    assert _processes_with_key("RMA-8888") == [first.json()["process_id"]]
+
+    refused = web.post(url, json={"conf": conf}, headers=rob)
+    assert refused.status_code == 409
+    assert refused.json()["processes"] == [first.json()["process_id"]]
+    assert refused.json()["business_key"] == "RMA-8888"
+    assert len(_processes_with_key("RMA-8888")) == 1
+
+    allowed = web.post(url, json={"conf": conf, "allow_same_key": True}, headers=rob)
+    assert allowed.status_code == 201
+    assert len(_processes_with_key("RMA-8888")) == 2
+    operation = web.get("/tempo/openapi.json").json()["paths"]["/api/v1/processes/{dag_id}"]["post"]
+    assert "409" in operation["responses"]
+
+
+def test_a_failed_process_does_not_block_a_new_start_of_its_business_key(web):
+    with write_session() as session:
+        make_process(
+            session, dag_id="rma_sales_order", template="rma_sales_order", business_key="RMA-9999"
+        ).status = ProcessStatus.FAILED
+    conf = {"rma_number": "RMA-9999", "customer": "ACME", "part": "Pump"}
+    started = web.post("/tempo/api/v1/processes/rma_sales_order", json={"conf": conf}, headers=auth("rob"))
+    assert started.status_code == 201
 
 
 def test_catalog_lists_process_templates(web):
