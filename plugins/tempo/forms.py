@@ -48,6 +48,16 @@ def size_text(size: int) -> str:
     return f"{size:,} bytes"
 
 
+#: Where a task's stored form schema keeps its destructive outcomes: outcome -> the field that must
+#: give its reason (``HumanStep(destructive_outcomes=...)``).
+DESTRUCTIVE_KEY = "destructive_outcomes"
+
+
+def destructive_outcomes(schema: Mapping[str, Any] | None) -> dict[str, str]:
+    """A stored form schema's destructive outcomes, each with the field that gives its reason."""
+    return dict((schema or {}).get(DESTRUCTIVE_KEY) or {})
+
+
 class FormErrors(ValueError):
     """Invalid answers: ``errors`` maps each field name (or ``"_form"``) to a message a person can act on."""
 

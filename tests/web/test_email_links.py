@@ -147,3 +147,26 @@ def test_rotated_key_still_verifies_old_links(monkeypatch, web, task):
     assert web.get(f"/tempo/act/{old}").status_code == 200
     monkeypatch.delenv("AIRFLOW__TEMPO__PREVIOUS_SECRET_KEYS")
     assert web.get(f"/tempo/act/{old}").status_code == 404
+
+
+def test_a_destructive_outcome_through_the_link_needs_its_reason_and_a_confirmation(web):
+    from tests.web.test_routes import CANCELLABLE_FORM
+
+    with write_session() as session:
+        task = make_task(
+            session, form_schema=CANCELLABLE_FORM, outcomes=["take", "cancel"], assignee="sandra"
+        )
+    url = path_of(links.task_link(task.id, "sandra"))
+    token = csrf_of(web.get(url).text)
+    before = snapshot(task.id)
+    blank = web.post(url, data={"csrf": token, "outcome": "cancel", "note": ""})
+    assert blank.status_code == 422 and 'id="error-note"' in blank.text
+    asked = web.post(url, data={"csrf": token, "outcome": "cancel", "note": "Sent twice."})
+    assert asked.status_code == 200 and 'id="confirm-cancel"' in asked.text
+    assert snapshot(task.id) == before
+    done = web.post(
+        url,
+        data={"csrf": token, "outcome": "cancel", "note": "Sent twice.", "confirm": "cancel"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303

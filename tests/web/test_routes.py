@@ -260,6 +260,76 @@ def test_api_completion_422_then_200_then_409(web, task):
     assert "already completed" in again.json()["detail"]
 
 
+CANCELLABLE_FORM = {
+    "fields": [{"name": "note", "type": "text", "label": "Note for the counterparty", "required": False}],
+    "destructive_outcomes": {"cancel": "note"},
+}
+
+
+def test_a_destructive_outcome_is_apart_needs_a_reason_and_a_confirmation(web):
+    with write_session() as session:
+        task = make_task(
+            session,
+            dag_id="customer_request",
+            task_id="take_request",
+            title="Request from ACME",
+            form_schema=CANCELLABLE_FORM,
+            outcomes=["take", "cancel"],
+            assignee="sandra",
+        )
+    sandra = auth("sandra")
+    url = f"/tempo/tasks/{task.id}/complete"
+    page = web.get(f"/tempo/tasks/{task.id}", headers=sandra).text
+    take = page.index('name="outcome" value="take"')
+    zone = page.index('id="danger-cancel"')
+    assert take < zone < page.index('class="danger" type="submit" name="outcome" value="cancel"')
+    assert 'class="danger"' not in page[:zone]
+    token = csrf_of(page)
+    before = snapshot(task.id)
+
+    # No reason: refused on the page and through the API, nothing changed.
+    blank = web.post(url, data={"csrf": token, "outcome": "cancel", "note": " "}, headers=sandra)
+    assert blank.status_code == 422 and 'id="error-note"' in blank.text
+    api = web.post(
+        f"/tempo/api/v1/tasks/{task.id}/complete", json={"outcome": "cancel", "answers": {}}, headers=sandra
+    )
+    assert api.status_code == 422 and set(api.json()["detail"]["errors"]) == {"note"}
+    assert snapshot(task.id) == before
+
+    # A reason: the page asks to confirm, with the reason kept; still nothing changed.
+    asked = web.post(url, data={"csrf": token, "outcome": "cancel", "note": "A duplicate."}, headers=sandra)
+    assert asked.status_code == 200 and 'id="confirm-cancel"' in asked.text
+    assert "A duplicate." in asked.text and 'name="confirm" value="cancel"' in asked.text
+    assert snapshot(task.id) == before
+
+    done = web.post(
+        url,
+        data={"csrf": token, "outcome": "cancel", "note": "A duplicate.", "confirm": "cancel"},
+        headers=sandra,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    with read_session() as session:
+        row = session.get_one(Task, task.id)
+    assert (row.status, row.outcome, row.result) == (TaskStatus.COMPLETED, "cancel", {"note": "A duplicate."})
+
+
+def test_a_safe_outcome_beside_a_destructive_one_takes_one_click(web):
+    with write_session() as session:
+        task = make_task(
+            session, form_schema=CANCELLABLE_FORM, outcomes=["take", "cancel"], assignee="sandra"
+        )
+    sandra = auth("sandra")
+    token = csrf_of(web.get(f"/tempo/tasks/{task.id}", headers=sandra).text)
+    taken = web.post(
+        f"/tempo/tasks/{task.id}/complete",
+        data={"csrf": token, "outcome": "take", "note": ""},
+        headers=sandra,
+        follow_redirects=False,
+    )
+    assert taken.status_code == 303
+
+
 def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     sandra, helen = auth("sandra"), auth("helen")
     token = csrf_of(web.get(f"/tempo/tasks/{task.id}", headers=sandra).text)

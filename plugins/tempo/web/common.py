@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from tempo import config, directory
-from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors
+from tempo import actions, config, directory
+from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors, destructive_outcomes
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     MAX_ID,
@@ -126,6 +126,18 @@ def load_task(session: Session, task_pk: int) -> Task:
         return get_task(session, task_pk)
     except TaskNotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_pk} does not exist.") from None
+
+
+def unconfirmed_destructive(
+    session: Session, task: Task, data: dict[str, Any], answers: dict[str, Any]
+) -> str | None:
+    """The destructive outcome posted without its confirmation (the page then asks for it), once
+    its answers would be taken: ``FormErrors`` (a missing reason among them) come first."""
+    outcome = str(data.get("outcome") or "")
+    if outcome not in destructive_outcomes(task.form_schema) or data.get("confirm") == outcome:
+        return None
+    actions.check_answers(session, task, answers, outcome)
+    return outcome
 
 
 def client_email_errors(exc: FormErrors) -> dict[str, str]:

@@ -30,6 +30,7 @@ from tempo.web.common import (
     read_upload,
     render,
     task_view,
+    unconfirmed_destructive,
 )
 from tempo.web.routemap import render_route_map
 from tempo.web.security import (
@@ -49,7 +50,7 @@ from tempo.web.starting import BusinessKeyTaken
 router = APIRouter(include_in_schema=False)
 
 # Posted with every answer but not answers themselves: the page's form sends its task version too.
-_NON_FIELDS = {"csrf", "outcome", "version"}
+_NON_FIELDS = {"csrf", "outcome", "version", "confirm"}
 #: The start form's "start another" button, sent after the warning about a business key in use.
 START_ANOTHER = "start_another"
 
@@ -132,6 +133,7 @@ def _task_page(
     values: dict[str, Any] | None = None,
     status_code: int = 200,
     notice: str | None = None,
+    confirm: str | None = None,
 ) -> Response:
     with read_session() as session:
         task = load_task(session, task_id)
@@ -156,6 +158,7 @@ def _task_page(
             "can_act": can_act,
             "can_manage": can_manage,
             "notice": notice,
+            "confirm": confirm,
             "can_claim": can_act and task.status == TaskStatus.OPEN and task.assignee is None,
             "can_unclaim": task.status == TaskStatus.CLAIMED
             and person is not None
@@ -199,7 +202,13 @@ async def complete(request: Request, task_id: StoreId, user: CurrentUser) -> Res
                 errors={"_form": f"This task is already {task.status.value}."},
             )
         person = require_act(session, user, task)
-    answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+        answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+        try:
+            confirm = unconfirmed_destructive(session, task, data, answers)
+        except FormErrors as exc:
+            return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
+    if confirm is not None:
+        return _task_page(request, user, task_id, values=answers, confirm=confirm)
     try:
         actions.complete(
             task_id,
