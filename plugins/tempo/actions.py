@@ -24,7 +24,7 @@ from tempo.forms import (
     has_unsafe_characters,
 )
 from tempo.store.engine import write_session
-from tempo.store.models import Attachment, Task, TaskEvent, TaskStatus
+from tempo.store.models import Attachment, Person, Task, TaskEvent, TaskStatus
 from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, transition
 
@@ -148,12 +148,17 @@ def unclaim(task_id: int, *, actor: str, expected_version: int | None = None) ->
 
 def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: int | None = None) -> Task:
     """Give the task to person ``to`` (``kind``: "delegated" by its holder, "reassigned" by a manager)."""
-    if has_unsafe_characters(to) or len(to) > 250:
-        raise FormErrors({"to": f"{to!r} is not in the directory."})
     with write_session() as session:
-        if get_person(session, to) is None:
-            raise FormErrors({"to": f"{to!r} is not in the directory."})
+        handover_person(session, to)
         return assign_task(session, task_id, actor=actor, to=to, kind=kind, expected_version=expected_version)
+
+
+def handover_person(session: Session, to: str) -> Person:
+    """The person named ``to``, to whom a task may be handed; ``FormErrors`` when nobody is."""
+    person = None if has_unsafe_characters(to) or len(to) > 250 else get_person(session, to)
+    if person is None:
+        raise FormErrors({"to": f"{to!r} is not in the directory."})
+    return person
 
 
 def comment(task_id: int, *, actor: str, text: str) -> TaskEvent:

@@ -355,7 +355,7 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     assert (
         web.post(
             f"/tempo/tasks/{task.id}/delegate",
-            data={"csrf": token, "to": "helen"},
+            data={"csrf": token, "to": "helen", "confirm": "helen"},
             headers=sandra,
             follow_redirects=False,
         ).status_code
@@ -366,7 +366,7 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     assert (
         web.post(
             f"/tempo/tasks/{task.id}/reassign",
-            data={"csrf": helen_token, "to": "sandra"},
+            data={"csrf": helen_token, "to": "sandra", "confirm": "sandra"},
             headers=helen,
             follow_redirects=False,
         ).status_code
@@ -378,6 +378,47 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
         ).all()
         assert session.get_one(Task, task.id).assignee == "sandra"
     assert kinds == ["created", "claimed", "unclaimed", "delegated", "reassigned"]
+
+
+def test_handing_over_preselects_nobody_lists_the_queue_first_and_confirms_whom(web, task):
+    sandra = auth("sandra")
+    page = web.get(f"/tempo/tasks/{task.id}", headers=sandra).text
+    card = page[page.index("<h2>Delegate</h2>") : page.index("</form>", page.index("<h2>Delegate</h2>"))]
+    assert "selected" not in card and "<select" not in card
+    assert 'name="to" id="f-handover" list="handover-people"' in card and 'for="f-handover"' in card
+    listed = re.findall(r'<option value="([^"]+)">([^<]*)</option>', card)
+    # The queue's role (customer service agents) first, then everyone else by name.
+    assert listed[0] == ("sandra", "Sandra Service · Customer service agent")
+    assert [u for u, _ in listed[1:]] == sorted((u for u, _ in listed[1:]), key=lambda u: dict(listed)[u])
+    assert "olga" in dict(listed) and listed.index(("olga", "Olga Director")) > 0
+
+    token = csrf_of(page)
+    before = snapshot(task.id)
+    asked = web.post(f"/tempo/tasks/{task.id}/delegate", data={"csrf": token, "to": "helen"}, headers=sandra)
+    assert asked.status_code == 200
+    assert 'id="handover-to"' in asked.text and "Helen Service-Head" in asked.text
+    assert 'name="confirm" value="helen"' in asked.text
+    assert snapshot(task.id) == before
+    unknown = web.post(
+        f"/tempo/tasks/{task.id}/delegate", data={"csrf": token, "to": "nobody-here"}, headers=sandra
+    )
+    assert unknown.status_code == 422 and 'id="error-to"' in unknown.text
+    assert snapshot(task.id) == before
+    done = web.post(
+        f"/tempo/tasks/{task.id}/delegate",
+        data={"csrf": token, "to": "helen", "confirm": "helen"},
+        headers=sandra,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    with read_session() as session:
+        assert session.get_one(Task, task.id).assignee == "helen"
+    # Now Helen's: her unit (customer service) comes first in the list.
+    page = web.get(f"/tempo/tasks/{task.id}", headers=auth("helen")).text
+    listed = re.findall(
+        r'<option value="([^"]+)">([^<]*)</option>', page[page.index('id="handover-people"') :]
+    )
+    assert {u for u, _ in listed[:2]} == {"helen", "sandra"}
 
 
 def test_comments_and_attachments(web, task):

@@ -25,9 +25,11 @@ from tempo.store.models import (
     Attachment,
     Person,
     Process,
+    Role,
     Task,
     TaskEvent,
     TaskStatus,
+    Unit,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
 from tempo.web import URL_PREFIX
@@ -156,12 +158,11 @@ class TaskView:
     history: list[TaskEvent]
     comments: list[TaskEvent]
     attachments: list[Attachment]
+    #: whom the task may be handed to (``handover_choices``)
     people: dict[str, str] = field(default_factory=dict)
 
 
 def task_view(session: Session, task: Task) -> TaskView:
-    from tempo.store.models import Person
-
     process = session.get_one(Process, task.process_id)
     events = list(
         session.scalars(
@@ -171,7 +172,6 @@ def task_view(session: Session, task: Task) -> TaskView:
     attachments = list(
         session.scalars(select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id))
     )
-    people = {p.username: p.name for p in session.scalars(select(Person).where(Person.active.is_(True)))}
     return TaskView(
         task=task,
         process=process,
@@ -179,5 +179,37 @@ def task_view(session: Session, task: Task) -> TaskView:
         history=[e for e in events if e.kind != "comment"],
         comments=[e for e in events if e.kind == "comment"],
         attachments=attachments,
-        people=people,
+        people=handover_choices(session, task),
     )
+
+
+def handover_choices(session: Session, task: Task) -> dict[str, str]:
+    """Whom a task may be handed to, username -> how the list names them: the members of its
+    queue's role, then of its unit (the queue's, its holder's or its process's), then everyone
+    else by name."""
+    groups: list[tuple[str, list[Person]]] = []
+    if task.candidate_role:
+        role = session.get(Role, task.candidate_role)
+        groups.append(
+            (
+                role.name if role else task.candidate_role,
+                directory.people_with_role(session, task.candidate_role),
+            )
+        )
+    holder = task.claimed_by or task.assignee
+    holder_person = session.get(Person, holder) if holder else None
+    unit_code = (
+        task.candidate_unit
+        or (holder_person.unit_code if holder_person else None)
+        or session.get_one(Process, task.process_id).unit_code
+    )
+    if unit_code:
+        unit = session.get(Unit, unit_code)
+        groups.append((unit.name if unit else unit_code, directory.people_in_unit(session, unit_code)))
+    everyone = session.scalars(select(Person).where(Person.active.is_(True)).order_by(Person.name))
+    groups.append(("", list(everyone)))
+    choices: dict[str, str] = {}
+    for group, people in groups:
+        for p in people:
+            choices.setdefault(p.username, f"{p.name} · {group}" if group else p.name)
+    return choices

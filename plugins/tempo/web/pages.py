@@ -134,6 +134,7 @@ def _task_page(
     status_code: int = 200,
     notice: str | None = None,
     confirm: str | None = None,
+    handover: Any = None,
 ) -> Response:
     with read_session() as session:
         task = load_task(session, task_id)
@@ -159,6 +160,7 @@ def _task_page(
             "can_manage": can_manage,
             "notice": notice,
             "confirm": confirm,
+            "handover": handover,
             "can_claim": can_act and task.status == TaskStatus.OPEN and task.assignee is None,
             "can_unclaim": task.status == TaskStatus.CLAIMED
             and person is not None
@@ -272,6 +274,11 @@ async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, ki
     try:
         if not to:
             raise FormErrors({"to": "Choose a person."})
+        # The page says whom the task goes to, and hands it over only once that is confirmed.
+        if data.get("confirm") != to:
+            with read_session() as session:
+                handover = actions.handover_person(session, to)
+            return _task_page(request, user, task_id, handover=handover)
         actions.assign(task_id, actor=person.username, to=to, kind=kind)
     except FormErrors as exc:
         return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
