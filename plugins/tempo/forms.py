@@ -133,6 +133,17 @@ class Text(Field):
             raise FieldError(self.pattern_message or f"Does not have the expected format ({self.pattern}).")
         return value
 
+    def example(self) -> str | None:
+        """A value of the expected format, for the field's placeholder: the first word of
+        ``pattern_message`` that matches ``pattern`` ("RMA-12345" in "Use the form RMA-12345.")."""
+        if self.pattern is None or not self.pattern_message:
+            return None
+        for word in self.pattern_message.split():
+            word = word.strip(".,;:!?()\"'“”‘’«»")
+            if word and re.fullmatch(self.pattern, word):
+                return word
+        return None
+
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length}
         if self.pattern:

@@ -60,6 +60,12 @@ def test_get_shows_the_form_and_changes_nothing(web, task):
     assert snapshot(task.id) == before
 
 
+def test_the_link_page_shows_a_fields_format_before_any_error(web, task):
+    page = web.get(path_of(links.task_link(task.id, "sandra"))).text
+    assert 'id="format-so_number">Use SO-123456.<' in page
+    assert 'pattern="SO-\\d{6}"' in page and 'placeholder="SO-123456"' in page
+
+
 def test_post_with_csrf_completes_as_the_links_person_once(web, task):
     url = path_of(links.task_link(task.id, "sandra"))
     token = csrf_of(web.get(url).text)

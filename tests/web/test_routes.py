@@ -625,6 +625,16 @@ def test_a_failed_process_does_not_block_a_new_start_of_its_business_key(web):
     assert started.status_code == 201
 
 
+def test_a_pattern_field_shows_its_format_before_any_error(web, task):
+    start = web.get("/tempo/start/rma_sales_order", headers=auth("rob")).text
+    assert re.search(r'id="format-rma_number">Use the form RMA-12345.<', start)
+    assert 'pattern="RMA-\\d{4,10}"' in start and 'placeholder="RMA-12345"' in start
+    assert 'aria-describedby="format-rma_number"' in start
+    page = web.get(f"/tempo/tasks/{task.id}", headers=auth("sandra")).text
+    assert re.search(r'id="format-so_number">Use SO-123456.<', page)
+    assert 'pattern="SO-\\d{6}"' in page and 'placeholder="SO-123456"' in page
+
+
 def test_catalog_lists_process_templates(web):
     html = web.get("/tempo/start", headers=auth("rob")).text
     assert "RMA sales order" in html and "/tempo/start/rma_sales_order" in html
