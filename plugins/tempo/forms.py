@@ -139,7 +139,7 @@ class Text(Field):
         if self.pattern is None or not self.pattern_message:
             return None
         for word in self.pattern_message.split():
-            word = word.strip(".,;:!?()\"'“”‘’«»")
+            word = word.strip(".,;:!?()\"'“”\u2018\u2019«»")
             if word and re.fullmatch(self.pattern, word):
                 return word
         return None

@@ -35,6 +35,7 @@ from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     Counterparty,
     Person,
+    PersonRole,
     Process,
     ProcessStatus,
     SlaFired,
@@ -225,8 +226,30 @@ def _performer() -> ColumnElement[Any]:
     return case((answered_by, Task.completed_by), else_=func.coalesce(Task.claimed_by, Task.assignee))
 
 
+_RoleMember = aliased(Person, name="role_member")
+
+
+def _role_unit() -> ColumnElement[Any]:
+    """The unit of a role queue: where most of the role's active people work (ties: the first
+    code), so that a task waiting in the queue counts under the unit that will answer it."""
+    return (
+        select(_RoleMember.unit_code)
+        .join(PersonRole, PersonRole.username == _RoleMember.username)
+        .where(
+            PersonRole.role_code == Task.candidate_role,
+            _RoleMember.active.is_(True),
+            _RoleMember.unit_code.is_not(None),
+        )
+        .group_by(_RoleMember.unit_code)
+        .order_by(func.count().desc(), _RoleMember.unit_code)
+        .limit(1)
+        .correlate(Task)
+        .scalar_subquery()
+    )
+
+
 def _task_unit() -> ColumnElement[Any]:
-    return func.coalesce(_Performer.unit_code, Task.candidate_unit)
+    return func.coalesce(_Performer.unit_code, Task.candidate_unit, _role_unit())
 
 
 def _task_scope(scope: Scope) -> ColumnElement[bool]:
@@ -252,6 +275,10 @@ def _process_unit() -> ColumnElement[Any]:
     return func.coalesce(Process.unit_code, _Requester.unit_code)
 
 
+#: Not correlated with the task a report's query joins.
+_HeldTask = aliased(Task, name="held_task")
+
+
 def _process_scope(scope: Scope) -> ColumnElement[bool]:
     if scope.everything:
         return true()
@@ -260,6 +287,15 @@ def _process_scope(scope: Scope) -> ColumnElement[bool]:
         clauses.append(_process_unit().in_(sorted(scope.units)))
     if scope.username:
         clauses.append(Process.requester == scope.username)
+        # The processes whose tasks the viewer holds or answered are their own work too.
+        held = select(_HeldTask.process_id).where(
+            or_(
+                _HeldTask.assignee == scope.username,
+                _HeldTask.claimed_by == scope.username,
+                _HeldTask.completed_by == scope.username,
+            )
+        )
+        clauses.append(Process.id.in_(held))
     return or_(*clauses) if clauses else false()
 
 
