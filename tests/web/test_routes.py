@@ -671,6 +671,16 @@ def test_403_outbox_for_non_operators(web, task, method, path, body, kind):
     assert call(web, method, path, body, task, headers=auth("sandra")).status_code == 403
 
 
+def test_the_navigation_links_the_outbox_for_operators_only(web, task):
+    for path in ("/tempo/inbox", f"/tempo/tasks/{task.id}", "/tempo/reports/funnel", "/tempo/sla"):
+        assert 'id="nav-outbox"' not in web.get(path, headers=auth("sandra")).text, path
+        assert (
+            '<a href="/tempo/admin/outbox" id="nav-outbox">' in web.get(path, headers=auth("admin")).text
+        ), path
+    # The link leads where the operator may go.
+    assert web.get("/tempo/admin/outbox", headers=auth("admin")).status_code == 200
+
+
 def test_operator_sees_and_retries_undelivered_mail(web, monkeypatch):
     from tempo.mail.outbox import enqueue
     from tempo.mail.render import RenderedMail

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
@@ -39,6 +39,7 @@ from tempo.web.security import (
     csrf_token,
     may_act,
     may_manage,
+    navigation,
     person_of,
     require,
     require_act,
@@ -47,7 +48,7 @@ from tempo.web.security import (
 )
 from tempo.web.starting import BusinessKeyTaken
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(navigation)])
 
 # Posted with every answer but not answers themselves: the page's form sends its task version too.
 _NON_FIELDS = {"csrf", "outcome", "version", "confirm"}
