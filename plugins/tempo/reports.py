@@ -226,30 +226,32 @@ def _performer() -> ColumnElement[Any]:
     return case((answered_by, Task.completed_by), else_=func.coalesce(Task.claimed_by, Task.assignee))
 
 
-_RoleMember = aliased(Person, name="role_member")
-
-
-def _role_unit() -> ColumnElement[Any]:
-    """The unit of a role queue: where most of the role's active people work (ties: the first
-    code), so that a task waiting in the queue counts under the unit that will answer it."""
-    return (
-        select(_RoleMember.unit_code)
-        .join(PersonRole, PersonRole.username == _RoleMember.username)
-        .where(
-            PersonRole.role_code == Task.candidate_role,
-            _RoleMember.active.is_(True),
-            _RoleMember.unit_code.is_not(None),
+def _role_units() -> Any:
+    """Each role queue's unit: where most of the role's active people work (ties: the first code),
+    so that a task waiting in the queue counts under the unit that will answer it."""
+    member = aliased(Person, name="role_member")
+    ranked = (
+        select(
+            PersonRole.role_code,
+            member.unit_code,
+            func.row_number()
+            .over(partition_by=PersonRole.role_code, order_by=(func.count().desc(), member.unit_code))
+            .label("rank"),
         )
-        .group_by(_RoleMember.unit_code)
-        .order_by(func.count().desc(), _RoleMember.unit_code)
-        .limit(1)
-        .correlate(Task)
-        .scalar_subquery()
+        .select_from(PersonRole)
+        .join(member, member.username == PersonRole.username)
+        .where(member.active.is_(True), member.unit_code.is_not(None))
+        .group_by(PersonRole.role_code, member.unit_code)
+        .subquery("ranked_role_unit")
     )
+    return select(ranked.c.role_code, ranked.c.unit_code).where(ranked.c.rank == 1).subquery("role_unit")
+
+
+_RoleUnit = _role_units()
 
 
 def _task_unit() -> ColumnElement[Any]:
-    return func.coalesce(_Performer.unit_code, Task.candidate_unit, _role_unit())
+    return func.coalesce(_Performer.unit_code, Task.candidate_unit, _RoleUnit.c.unit_code)
 
 
 def _task_scope(scope: Scope) -> ColumnElement[bool]:
@@ -265,7 +267,12 @@ def _task_scope(scope: Scope) -> ColumnElement[bool]:
 
 def _tasks_with_performer(*columns: Any) -> Any:
     performer = _performer()
-    return select(*columns).select_from(Task).outerjoin(_Performer, _Performer.username == performer)
+    return (
+        select(*columns)
+        .select_from(Task)
+        .outerjoin(_Performer, _Performer.username == performer)
+        .outerjoin(_RoleUnit, _RoleUnit.c.role_code == Task.candidate_role)
+    )
 
 
 _Requester = aliased(Person, name="requester_person")
