@@ -734,3 +734,30 @@ def test_unknown_status_filter_is_a_field_error_on_page_and_api(web, task):
     assert api.status_code == 422 and api.json()["detail"]["errors"] == {"status_filter": "Unknown status."}
     listed = web.get("/tempo/api/v1/tasks", params={"status_filter": "open"}, headers=auth("sandra"))
     assert [t["id"] for t in listed.json()] == [task.id]
+
+
+def test_of_two_simultaneous_starts_of_one_business_key_one_wins(web):
+    import threading
+
+    from tempo.web import airflow_data, starting
+
+    template = airflow_data.get_template("rma_sales_order")
+    conf = {"rma_number": "RMA-6666", "customer": "ACME", "part": "Pump", "requester": "rob"}
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            starting.start(template, dict(conf), "rob", allow_same_key=False)
+            outcomes.append("started")
+        except starting.BusinessKeyTaken:
+            outcomes.append("taken")
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["started", "taken"]
+    assert len(_processes_with_key("RMA-6666")) == 1
