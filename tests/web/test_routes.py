@@ -761,3 +761,20 @@ def test_of_two_simultaneous_starts_of_one_business_key_one_wins(web):
         thread.join()
     assert sorted(outcomes) == ["started", "taken"]
     assert len(_processes_with_key("RMA-6666")) == 1
+
+
+def test_a_start_that_airflow_refuses_leaves_no_process_behind(web, monkeypatch):
+    from tempo.web import airflow_data, starting
+
+    template = airflow_data.get_template("rma_sales_order")
+
+    def refused(*args, **kwargs):
+        raise airflow_data.TemplateNotFound("Process template 'rma_sales_order' could not be started.")
+
+    monkeypatch.setattr(airflow_data, "start_process", refused)
+    conf = {"rma_number": "RMA-4444", "customer": "ACME", "part": "Pump", "requester": "rob"}
+    with pytest.raises(airflow_data.TemplateNotFound):
+        starting.start(template, conf, "rob", allow_same_key=False)
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Process)) == 0
+        assert session.scalar(select(func.count()).select_from(TaskEvent)) == 0

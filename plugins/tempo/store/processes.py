@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tempo.store.models import ACTIVE_TASK_STATUSES, Process, ProcessStatus, Task, utcnow
+from tempo.store.models import ACTIVE_TASK_STATUSES, Process, ProcessStatus, Task, TaskEvent, utcnow
 from tempo.store.tasks import record_event
 
 
@@ -76,6 +76,12 @@ def processes_with_key(session: Session, dag_id: str, business_key: str) -> list
             .order_by(Process.started_at.desc(), Process.id.desc())
         )
     )
+
+
+def forget_process(session: Session, process_id: int) -> None:
+    """Remove a process row recorded for a run that Airflow then did not create (it has no tasks)."""
+    session.execute(delete(TaskEvent).where(TaskEvent.process_id == process_id))
+    session.execute(delete(Process).where(Process.id == process_id))
 
 
 def find_process(session: Session, dag_id: str, run_id: str) -> Process | None:

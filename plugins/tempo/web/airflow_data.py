@@ -9,12 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from tempo.steps.human import HumanStep
 from tempo.steps.process import PROCESS_TAG, TemplateInfo, is_process, template_info
-from tempo.steps.work import process_for_run
-from tempo.store.models import Process
 from tempo.web.routemap import Step
 
 
@@ -58,28 +54,21 @@ def get_template(dag_id: str) -> TemplateInfo:
     return template_info(dag)
 
 
-def _trigger(dag_id: str, conf: dict[str, Any], user_name: str) -> Any:
-    """Create a DAG run the way Airflow's REST API does."""
+def start_process(dag_id: str, conf: dict[str, Any], user_name: str, run_id: str | None = None) -> str:
+    """Create a DAG run the way Airflow's REST API does (with ``run_id`` if given); return its run id."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
     run = trigger_dag(
-        dag_id, triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user_name, conf=conf
+        dag_id,
+        triggered_by=DagRunTriggeredByType.REST_API,
+        triggering_user_name=user_name,
+        run_id=run_id,
+        conf=conf,
     )
     if run is None:
         raise TemplateNotFound(f"Process template {dag_id!r} could not be started.")
-    return run
-
-
-def start_process(dag_id: str, conf: dict[str, Any], user_name: str) -> str:
-    """Create a DAG run the way Airflow's REST API does; return its run id."""
-    return str(_trigger(dag_id, conf, user_name).run_id)
-
-
-def start_recorded_process(session: Session, dag_id: str, conf: dict[str, Any], user_name: str) -> Process:
-    """Create a DAG run and, in ``session``, its process row at once, as the listener would later
-    (it then finds the row): the confirmation of a start links to the process page."""
-    return process_for_run(session, _serialized_dag(dag_id), _trigger(dag_id, conf, user_name))
+    return str(run.run_id)
 
 
 @dataclass(frozen=True)

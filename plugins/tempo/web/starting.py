@@ -4,12 +4,13 @@ confirmation can lead to the new process's page."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from tempo.steps.process import TemplateInfo
+from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, TemplateInfo, process_title
 from tempo.store.engine import write_session
-from tempo.store.models import Process
-from tempo.store.processes import processes_with_key
+from tempo.store.models import Process, utcnow
+from tempo.store.processes import ensure_process, forget_process, processes_with_key
 from tempo.web import airflow_data
 
 
@@ -30,11 +31,33 @@ def start(template: TemplateInfo, conf: dict[str, Any], user_name: str, *, allow
     business key, unless ``allow_same_key``.
     """
     field = template.business_key
-    key = conf.get(field) if field else None
+    raw_key = conf.get(field) if field else None
+    key = None if raw_key in (None, "") else str(raw_key)
+    run_id = f"manual__{utcnow().isoformat()}_{secrets.token_hex(3)}"
+    # The row is recorded before the run, in the transaction that checks the key: the key is locked
+    # that long only, never while Airflow creates the run (a scheduler's listener may be waiting
+    # for the store while it holds Airflow's database). The listener then finds the row.
     with write_session() as session:
-        if field and key not in (None, "") and not allow_same_key:
-            same = processes_with_key(session, template.dag_id, str(key))
+        if field and key is not None and not allow_same_key:
+            same = processes_with_key(session, template.dag_id, key)
             if same:
                 session.expunge_all()  # still readable once the transaction rolls back
-                raise BusinessKeyTaken(field, str(key), same)
-        return airflow_data.start_recorded_process(session, template.dag_id, conf, user_name)
+                raise BusinessKeyTaken(field, key, same)
+        process, _ = ensure_process(
+            session,
+            dag_id=template.dag_id,
+            run_id=run_id,
+            template=template.dag_id,
+            title=process_title(template, conf),
+            business_key=key,
+            requester=conf.get(REQUESTER_KEY) or user_name,
+            counterparty_code=conf.get(COUNTERPARTY_KEY),
+            data=dict(conf),
+        )
+    try:
+        airflow_data.start_process(template.dag_id, conf, user_name, run_id=run_id)
+    except BaseException:
+        with write_session() as session:
+            forget_process(session, process.id)
+        raise
+    return process
