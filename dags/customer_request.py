@@ -119,10 +119,18 @@ with process(
         assign_to=CounterpartyResponsible(),
         # The note is the counterparty's to read: on its status page, and in the email if cancelled.
         form=Form(
-            note=Text(label="Note for the counterparty", required=False, multiline=True, max_length=2000)
+            note=Text(
+                label="Note for the counterparty",
+                required=False,
+                multiline=True,
+                max_length=2000,
+                help="Required to cancel: the counterparty is emailed this reason.",
+            )
         ),
         outcomes=["take", "cancel"],
         branches={"take": "start_work", "cancel": "cancel_request"},
+        # Cancelling emails the counterparty: it says why, and the page asks to confirm.
+        destructive_outcomes={"cancel": "note"},
         sla=SLA(due=timedelta(hours=8), remind_before=timedelta(hours=2)),
     )
 

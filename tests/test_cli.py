@@ -91,6 +91,23 @@ def test_tasks_list_and_complete(store):
     assert tempo("tasks", "list", "--json", url=store).stdout.strip() == "[]"
 
 
+def test_tasks_list_aligns_its_columns_whatever_their_width(store):
+    with write_session() as session:
+        make_task(session, title="Create S/O", candidate_role="customer_service_agents_of_the_north")
+        make_task(session, title="Approve the deal", assignee="sandra")
+    header, *rows = tempo("tasks", "list", url=store).stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "ASSIGNEE", "DUE", "TITLE"] and len(rows) == 2
+    # Each column starts where its heading does, however long the queue's name.
+    for row, who, title in zip(
+        rows,
+        ("@customer_service_agents_of_the_north", "sandra"),
+        ("Create S/O", "Approve the deal"),
+        strict=True,
+    ):
+        assert row.index(who) == header.index("ASSIGNEE"), (header, row)
+        assert row.index(title) == header.index("TITLE"), (header, row)
+
+
 @pytest.mark.parametrize("option", [o.key for o in OPTIONS], ids=[o.key for o in OPTIONS])
 def test_every_option_is_listed_and_documented(option):
     assert option in tempo("config").stdout

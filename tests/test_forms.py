@@ -132,3 +132,11 @@ def test_required_checkbox_must_be_ticked():
     with pytest.raises(FormErrors):
         form.validate({})
     assert form.validate({"agree": True}) == {"agree": True}
+
+
+def test_a_pattern_field_finds_its_example_in_its_message():
+    assert Text(pattern=r"RMA-\d{4,10}", pattern_message="Use the form RMA-12345.").example() == "RMA-12345"
+    # An example that does not match the pattern is never offered.
+    assert Text(pattern=r"SO-\d{6}", pattern_message="Use the form SO-12.").example() is None
+    assert Text(pattern=r"SO-\d{6}").example() is None
+    assert Text().example() is None

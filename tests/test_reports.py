@@ -395,7 +395,8 @@ def test_funnel_visibility(ids):
         (None, {"requester": "ann"}, ["P7", "P3", "P1"]),
         (None, {"counterparty": "ACME"}, ["P1"]),
         (None, {"limit": 2, "offset": 1}, ["P6", "P4"]),
-        ("ann", {}, ["P7", "P3", "P1"]),
+        # Ann's requests, and Bob's P2, whose step she answered.
+        ("ann", {}, ["P7", "P3", "P2", "P1"]),
         ("sam", {}, ["P7", "P6", "P3", "P2", "P1"]),
     ],
     ids=["all", "status", "template", "requester", "counterparty", "page", "own", "head"],
@@ -466,3 +467,47 @@ def test_a_mapped_step_counts_its_process_once(store):
     result = run(reports.funnel, Scope.admin(), PERIOD, NOW)
     assert result.conversion == [reports.ConversionRow("mapped", "review", 1, 100.0)]
     assert [(r.step, r.processes, r.share_pct) for r in result.rows] == [("review", 1, 100.0)]
+
+
+QUEUE_DIRECTORY = """
+units:
+  - {code: company, name: Company, head: olga}
+  - {code: desk, name: Service desk, parent: company, head: helen}
+  - {code: lab, name: Lab, parent: company, head: larry}
+roles:
+  - {code: agent, name: Agent}
+people:
+  - {username: olga, name: Olga, email: olga@example.com, unit: company}
+  - {username: helen, name: Helen, email: helen@example.com, unit: desk}
+  - {username: sandra, name: Sandra, email: sandra@example.com, unit: desk, roles: [agent]}
+  - {username: sid, name: Sid, email: sid@example.com, unit: desk, roles: [agent]}
+  - {username: larry, name: Larry, email: larry@example.com, unit: lab, roles: [agent]}
+  - {username: rob, name: Rob, email: rob@example.com, unit: lab}
+"""
+
+
+def test_a_role_queue_task_counts_under_the_unit_of_the_roles_people(store):
+    with write_session() as session:
+        load_directory(session, parse_directory(QUEUE_DIRECTORY))
+        p = make_process(session, dag_id="rma", template="rma", requester="rob")
+        make_task(session, p, task_id="create_so", due_at=at(9), candidate_role="agent")
+    board = run(reports.overdue, Scope.admin(), NOW)
+    # Two of the role's three people work at the desk: the queue is the desk's.
+    assert [(g.unit, g.overdue) for g in board.by_unit] == [("desk", 1)]
+    assert [t.unit for t in board.tasks] == ["desk"]
+    # So its head sees it, as she would a task in the desk's own queue.
+    assert run(reports.overdue, scope("helen"), NOW).total == 1
+    assert run(reports.overdue, scope("larry"), NOW).total == 0
+    performance = run(reports.performance, Scope.admin(), PERIOD, NOW)
+    assert [r.key for r in performance.units] == ["desk"]
+
+
+def test_the_funnel_shows_the_running_process_whose_task_you_hold(store):
+    with write_session() as session:
+        load_directory(session, parse_directory(QUEUE_DIRECTORY))
+        p = make_process(session, dag_id="rma", template="rma", requester="olga")
+        session.execute(update(Process).where(Process.id == p.id).values(started_at=at(9)))
+        make_task(session, p, task_id="create_so", assignee="rob")
+    held = run(reports.funnel, scope("rob"), PERIOD, NOW)
+    assert [(r.template, r.step, r.processes) for r in held.rows] == [("rma", "create_so", 1)]
+    assert run(reports.funnel, scope("sid"), PERIOD, NOW).rows == []

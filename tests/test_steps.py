@@ -65,12 +65,30 @@ def test_business_key_must_be_a_start_field():
         ({"outcomes": ["ok", "ok"]}, "unique"),
         ({"outcomes": ["ok"], "branches": {"no": "x"}}, "unknown outcomes"),
         ({"outcomes": ["ok", "no"], "branches": {"ok": "x"}}, "every outcome"),
+        (
+            {"outcomes": ["ok"], "destructive_outcomes": {"no": "why"}, "form": Form(why=Text())},
+            "not an outcome",
+        ),
+        ({"outcomes": ["ok", "no"], "destructive_outcomes": {"no": "why"}}, "not a form field"),
     ],
-    ids=["case", "duplicate", "unknown-branch", "missing-branch"],
+    ids=["case", "duplicate", "unknown-branch", "missing-branch", "unknown-destructive", "unknown-reason"],
 )
 def test_human_step_rejects_bad_declarations(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HumanStep(task_id="s", title="t", assign_to="sandra", **kwargs)
+
+
+def test_a_destructive_outcome_is_stored_with_the_task_form():
+    step = HumanStep(
+        task_id="s",
+        title="t",
+        assign_to="sandra",
+        form=Form(why=Text(required=False)),
+        outcomes=["ok", "no"],
+        destructive_outcomes={"no": "why"},
+    )
+    assert step.task_form_schema()["destructive_outcomes"] == {"no": "why"}
+    assert "destructive_outcomes" not in HumanStep(task_id="t", title="t", assign_to="x").task_form_schema()
 
 
 def test_human_step_is_declarative_and_retries_by_default():

@@ -16,9 +16,15 @@ from sqlalchemy.orm import Session
 from tempo import required_actions
 from tempo.attachments import too_big
 from tempo.directory import get_person
-from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
+from tempo.forms import (
+    UNSAFE_CHARACTERS_MESSAGE,
+    Form,
+    FormErrors,
+    destructive_outcomes,
+    has_unsafe_characters,
+)
 from tempo.store.engine import write_session
-from tempo.store.models import Attachment, HistoryEvent, Task
+from tempo.store.models import Attachment, HistoryEvent, Person, Task
 from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, unclaim_task
 
@@ -40,33 +46,12 @@ def complete(
 ) -> Completed:
     """Validate ``answers`` against the task's own form and record them as ``actor``'s.
 
-    Raises ``FormErrors`` (field -> message; ``"outcome"`` for a bad outcome, ``"required_action"``
-    while the step's required action is not done; a ``File`` field naming another process's file or
-    one above its ``max_bytes``), ``TaskNotFound`` or
-    ``TaskConflict``. With ``wake``, the waiting step is resumed at once when Airflow is reachable.
+    Raises ``FormErrors`` (see ``check_answers``), ``TaskNotFound`` or ``TaskConflict``. With
+    ``wake``, the waiting step is resumed at once when Airflow is reachable.
     """
     with write_session() as session:
         task = get_task(session, task_pk)
-        problems: dict[str, str] = {}
-        form = Form.from_schema(task.form_schema)
-        try:
-            result = form.validate(answers)
-        except FormErrors as exc:
-            problems.update(exc.errors)
-            result = {}
-        for name, spec in form.file_fields().items():
-            problem = _file_problem(session, task, result.get(name), spec.max_bytes)
-            if problem is not None:
-                problems[name] = problem
-        if task.outcomes and outcome not in task.outcomes:
-            problems["outcome"] = f"Choose one of: {', '.join(task.outcomes)}."
-        elif not task.outcomes and outcome is not None:
-            problems["outcome"] = "This task has no outcomes to choose from."
-        missing = required_actions.check(session, task)
-        if missing is not None:
-            problems["required_action"] = missing
-        if problems:
-            raise FormErrors(problems)
+        result = check_answers(session, task, answers, outcome)
         done = complete_task(
             session, task.id, actor=actor, result=result, outcome=outcome, expected_version=expected_version
         )
@@ -77,6 +62,44 @@ def complete(
 
         woke = wake_step(done) is Wake.WOKEN
     return Completed(task=done, woke_step=woke)
+
+
+def check_answers(
+    session: Session, task: Task, answers: dict[str, Any], outcome: str | None
+) -> dict[str, Any]:
+    """The cleaned answers, if ``complete`` would take them; else ``FormErrors``: field -> message;
+    ``"outcome"`` for a bad outcome; the reason field of a destructive outcome left blank;
+    ``"required_action"`` while the step's required action is not done; a ``File`` field naming
+    another process's file or one above its ``max_bytes``."""
+    problems: dict[str, str] = {}
+    form = Form.from_schema(task.form_schema)
+    try:
+        result = form.validate(answers)
+    except FormErrors as exc:
+        problems.update(exc.errors)
+        result = {}
+    for name, spec in form.file_fields().items():
+        problem = _file_problem(session, task, result.get(name), spec.max_bytes)
+        if problem is not None:
+            problems[name] = problem
+    if task.outcomes and outcome not in task.outcomes:
+        problems["outcome"] = f"Choose one of: {', '.join(task.outcomes)}."
+    elif not task.outcomes and outcome is not None:
+        problems["outcome"] = "This task has no outcomes to choose from."
+    reason = destructive_outcomes(task.form_schema).get(outcome or "")
+    if reason is not None and reason not in problems and result.get(reason) in (None, ""):
+        problems[reason] = f"Say why: “{outcome_label(outcome or '')}” needs a reason."
+    missing = required_actions.check(session, task)
+    if missing is not None:
+        problems["required_action"] = missing
+    if problems:
+        raise FormErrors(problems)
+    return result
+
+
+def outcome_label(outcome: str) -> str:
+    """An outcome as its button says it: "send_back" is "Send back"."""
+    return outcome.replace("_", " ").capitalize()
 
 
 def _file_problem(
@@ -116,12 +139,17 @@ def unclaim(task_pk: int, *, actor: str, expected_version: int | None = None) ->
 
 def assign(task_pk: int, *, actor: str, to: str, kind: str, expected_version: int | None = None) -> Task:
     """Give the task to person ``to`` (``kind``: "delegated" by its holder, "reassigned" by a manager)."""
-    if has_unsafe_characters(to) or len(to) > 250:
-        raise FormErrors({"to": f"{to!r} is not in the directory."})
     with write_session() as session:
-        if get_person(session, to) is None:
-            raise FormErrors({"to": f"{to!r} is not in the directory."})
+        handover_person(session, to)
         return assign_task(session, task_pk, actor=actor, to=to, kind=kind, expected_version=expected_version)
+
+
+def handover_person(session: Session, to: str) -> Person:
+    """The person named ``to``, to whom a task may be handed; ``FormErrors`` when nobody is."""
+    person = None if has_unsafe_characters(to) or len(to) > 250 else get_person(session, to)
+    if person is None:
+        raise FormErrors({"to": f"{to!r} is not in the directory."})
+    return person
 
 
 def comment(task_pk: int, *, actor: str, text: str) -> HistoryEvent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -90,12 +90,28 @@ def _tasks_list(args: argparse.Namespace) -> int:
     if not tasks:
         print("no tasks")
         return 0
-    print(f"{'ID':>6}  {'STATUS':<9}  {'ASSIGNEE':<12}  {'DUE':<16}  TITLE")
+    rows = [("ID", "STATUS", "ASSIGNEE", "DUE", "TITLE")]
     for t in tasks:
         who = t.assignee or (f"@{t.candidate_role}" if t.candidate_role else f"#{t.candidate_unit or '-'}")
         due = t.due_at.strftime("%Y-%m-%d %H:%M") if t.due_at else "-"
-        print(f"{t.id:>6}  {t.status.value:<9}  {who:<12}  {due:<16}  {t.title}")
+        rows.append((str(t.id), t.status.value, who, due, t.title))
+    print(_columns(rows, right_aligned={0}))
     return 0
+
+
+def _columns(rows: Sequence[Sequence[str]], right_aligned: Collection[int] = ()) -> str:
+    """``rows`` as text columns two spaces apart, each as wide as its widest cell (the last one not
+    padded: a long title runs on)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in right_aligned else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        cells[-1] = row[-1]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def _tasks_complete(args: argparse.Namespace) -> int:

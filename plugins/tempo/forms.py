@@ -48,6 +48,16 @@ def size_text(size: int) -> str:
     return f"{size:,} bytes"
 
 
+#: Where a task's stored form schema keeps its destructive outcomes: outcome -> the field that must
+#: give its reason (``HumanStep(destructive_outcomes=...)``).
+DESTRUCTIVE_KEY = "destructive_outcomes"
+
+
+def destructive_outcomes(schema: Mapping[str, Any] | None) -> dict[str, str]:
+    """A stored form schema's destructive outcomes, each with the field that gives its reason."""
+    return dict((schema or {}).get(DESTRUCTIVE_KEY) or {})
+
+
 class FormErrors(ValueError):
     """Invalid answers: ``errors`` maps each field name (or ``"_form"``) to a message a person can act on."""
 
@@ -122,6 +132,17 @@ class Text(Field):
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
             raise FieldError(self.pattern_message or f"Does not have the expected format ({self.pattern}).")
         return value
+
+    def example(self) -> str | None:
+        """A value of the expected format, for the field's placeholder: the first word of
+        ``pattern_message`` that matches ``pattern`` ("RMA-12345" in "Use the form RMA-12345.")."""
+        if self.pattern is None or not self.pattern_message:
+            return None
+        for word in self.pattern_message.split():
+            word = word.strip(".,;:!?()\"'“”\u2018\u2019«»")
+            if word and re.fullmatch(self.pattern, word):
+                return word
+        return None
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length}

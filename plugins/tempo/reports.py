@@ -35,6 +35,7 @@ from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     Counterparty,
     Person,
+    PersonRole,
     Process,
     ProcessStatus,
     SlaFired,
@@ -224,8 +225,32 @@ def _performer() -> ColumnElement[Any]:
     return case((answered_by, Task.completed_by), else_=func.coalesce(Task.claimed_by, Task.assignee))
 
 
+def _role_units() -> Any:
+    """Each role queue's unit: where most of the role's active people work (ties: the first code),
+    so that a task waiting in the queue counts under the unit that will answer it."""
+    member = aliased(Person, name="role_member")
+    ranked = (
+        select(
+            PersonRole.role_code,
+            member.unit_code,
+            func.row_number()
+            .over(partition_by=PersonRole.role_code, order_by=(func.count().desc(), member.unit_code))
+            .label("rank"),
+        )
+        .select_from(PersonRole)
+        .join(member, member.username == PersonRole.username)
+        .where(member.active.is_(True), member.unit_code.is_not(None))
+        .group_by(PersonRole.role_code, member.unit_code)
+        .subquery("ranked_role_unit")
+    )
+    return select(ranked.c.role_code, ranked.c.unit_code).where(ranked.c.rank == 1).subquery("role_unit")
+
+
+_RoleUnit = _role_units()
+
+
 def _task_unit() -> ColumnElement[Any]:
-    return func.coalesce(_Performer.unit_code, Task.candidate_unit)
+    return func.coalesce(_Performer.unit_code, Task.candidate_unit, _RoleUnit.c.unit_code)
 
 
 def _task_scope(scope: Scope) -> ColumnElement[bool]:
@@ -241,7 +266,12 @@ def _task_scope(scope: Scope) -> ColumnElement[bool]:
 
 def _tasks_with_performer(*columns: Any) -> Any:
     performer = _performer()
-    return select(*columns).select_from(Task).outerjoin(_Performer, _Performer.username == performer)
+    return (
+        select(*columns)
+        .select_from(Task)
+        .outerjoin(_Performer, _Performer.username == performer)
+        .outerjoin(_RoleUnit, _RoleUnit.c.role_code == Task.candidate_role)
+    )
 
 
 _Requester = aliased(Person, name="requester_person")
@@ -249,6 +279,10 @@ _Requester = aliased(Person, name="requester_person")
 
 def _process_unit() -> ColumnElement[Any]:
     return func.coalesce(Process.unit_code, _Requester.unit_code)
+
+
+#: Not correlated with the task a report's query joins.
+_HeldTask = aliased(Task, name="held_task")
 
 
 def _process_scope(scope: Scope) -> ColumnElement[bool]:
@@ -259,6 +293,15 @@ def _process_scope(scope: Scope) -> ColumnElement[bool]:
         clauses.append(_process_unit().in_(sorted(scope.units)))
     if scope.username:
         clauses.append(Process.requester == scope.username)
+        # The processes whose tasks the viewer holds or answered are their own work too.
+        held = select(_HeldTask.process_id).where(
+            or_(
+                _HeldTask.assignee == scope.username,
+                _HeldTask.claimed_by == scope.username,
+                _HeldTask.completed_by == scope.username,
+            )
+        )
+        clauses.append(Process.id.in_(held))
     return or_(*clauses) if clauses else false()
 
 

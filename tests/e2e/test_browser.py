@@ -64,6 +64,7 @@ def test_rma_through_the_browser(browser, airflow_stack, mail):
     page.fill("#f-part", HOSTILE_PART)
     page.click("#start-form button[type=submit]")
     page.wait_for_selector("#notice")
+    assert "/tempo/processes/" in page.url  # the new process's own page
     page.screenshot(path=str(SHOTS / "1-rob-started.png"), full_page=True)
 
     # Sandra gets a real email and opens its link in a browser that knows no Airflow login.
@@ -86,9 +87,13 @@ def test_rma_through_the_browser(browser, airflow_stack, mail):
     assert HOSTILE_CUSTOMER in instructions and HOSTILE_PART in instructions
     form.screenshot(path=str(SHOTS / "2-sandra-form.png"), full_page=True)
 
+    # The format is on the page before any error, and the browser holds a wrong one back.
+    assert "Use the form SO-123456." in form.inner_text("#format-so_number")
+    assert form.get_attribute("#f-so_number", "placeholder") == "SO-123456"
     form.fill("#f-so_number", "12345")
     form.click("#task-form button[type=submit]")
-    assert "Use the form SO-123456." in form.inner_text("#error-so_number")
+    assert form.eval_on_selector("#f-so_number", "e => e.validity.patternMismatch")
+    assert form.url == link and form.query_selector("#error-so_number") is None
     form.screenshot(path=str(SHOTS / "3-sandra-invalid.png"), full_page=True)
 
     form.fill("#f-so_number", "SO-880001")

@@ -60,6 +60,12 @@ def test_get_shows_the_form_and_changes_nothing(web, task):
     assert snapshot(task.id) == before
 
 
+def test_the_link_page_shows_a_fields_format_before_any_error(web, task):
+    page = web.get(path_of(links.task_link(task.id, "sandra"))).text
+    assert 'id="format-so_number">Use SO-123456.<' in page
+    assert 'pattern="SO-\\d{6}"' in page and 'placeholder="SO-123456"' in page
+
+
 def test_post_with_csrf_completes_as_the_links_person_once(web, task):
     url = path_of(links.task_link(task.id, "sandra"))
     token = csrf_of(web.get(url).text)
@@ -147,3 +153,26 @@ def test_rotated_key_still_verifies_old_links(monkeypatch, web, task):
     assert web.get(f"/tempo/act/{old}").status_code == 200
     monkeypatch.delenv("AIRFLOW__TEMPO__PREVIOUS_SECRET_KEYS")
     assert web.get(f"/tempo/act/{old}").status_code == 404
+
+
+def test_a_destructive_outcome_through_the_link_needs_its_reason_and_a_confirmation(web):
+    from tests.web.test_routes import CANCELLABLE_FORM
+
+    with write_session() as session:
+        task = make_task(
+            session, form_schema=CANCELLABLE_FORM, outcomes=["take", "cancel"], assignee="sandra"
+        )
+    url = path_of(links.task_link(task.id, "sandra"))
+    token = csrf_of(web.get(url).text)
+    before = snapshot(task.id)
+    blank = web.post(url, data={"csrf": token, "outcome": "cancel", "note": ""})
+    assert blank.status_code == 422 and 'id="error-note"' in blank.text
+    asked = web.post(url, data={"csrf": token, "outcome": "cancel", "note": "Sent twice."})
+    assert asked.status_code == 200 and 'id="confirm-cancel"' in asked.text
+    assert snapshot(task.id) == before
+    done = web.post(
+        url,
+        data={"csrf": token, "outcome": "cancel", "note": "Sent twice.", "confirm": "cancel"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303

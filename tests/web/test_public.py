@@ -116,6 +116,20 @@ def test_bad_input_gets_field_messages_and_stores_nothing(web, form_token, chang
     assert store_counts() == before and runs_of_customer_request() == runs
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_public_form_shows_formats_first_and_asks_for_files_again_after_an_error(web, form_token):
+    page = web.get("/tempo/request/warranty_claim").text
+    assert 'id="format-serial_number">Use the form SN-123456.<' in page
+    assert 'placeholder="SN-123456"' in page and 'id="attach-again"' not in page
+    refused = web.post(
+        "/tempo/request/warranty_claim",
+        data={**VALID, "serial_number": "123", "csrf": form_token},
+        files=[("attachments", ("photo.txt", b"pump", "text/plain"))],
+    )
+    assert refused.status_code == 422
+    assert "attach them again" in refused.text.split('id="attach-again">', 1)[1].split("<", 1)[0]
+
+
 def test_a_form_that_did_not_come_from_the_page_is_refused(web, form_token):
     before = store_counts()
     assert web.post("/tempo/request/warranty_claim", data=VALID).status_code == 403

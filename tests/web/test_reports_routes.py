@@ -234,8 +234,14 @@ def test_bad_filters_are_field_errors_on_api_and_page(web, seeded, report, param
     assert api.status_code == 422
     assert list(api.json()["detail"]["errors"]) == [field]
     if "format" not in params:
+        # The report's own page, with its tabs and the filters as sent, each message beside its filter.
         page = get(web, f"/tempo/reports/{report}", "admin", **params)
-        assert page.status_code == 422 and f"{field}:" in page.text
+        assert page.status_code == 422
+        assert 'id="report-tabs"' in page.text and 'id="filter-problem"' in page.text
+        assert f'action="/tempo/reports/{report}"' in page.text
+        assert f'id="error-{field}"' in page.text
+        for name, value in params.items():
+            assert f'name="{name}"' in page.text and f'value="{value}"' in page.text
 
 
 def test_pages_draw_charts_and_escape(web, seeded):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tempo.store.engine import read_session, write_session
-from tempo.store.models import Attachment, HistoryEvent, Task, TaskStatus
+from tempo.store.models import Attachment, HistoryEvent, Process, ProcessStatus, Task, TaskStatus
 from tests.factories import make_process, make_task
 from tests.web.conftest import auth
 
@@ -260,6 +260,76 @@ def test_api_completion_422_then_200_then_409(web, task):
     assert "already completed" in again.json()["detail"]
 
 
+CANCELLABLE_FORM = {
+    "fields": [{"name": "note", "type": "text", "label": "Note for the counterparty", "required": False}],
+    "destructive_outcomes": {"cancel": "note"},
+}
+
+
+def test_a_destructive_outcome_is_apart_needs_a_reason_and_a_confirmation(web):
+    with write_session() as session:
+        task = make_task(
+            session,
+            dag_id="customer_request",
+            task_id="take_request",
+            title="Request from ACME",
+            form_schema=CANCELLABLE_FORM,
+            outcomes=["take", "cancel"],
+            assignee="sandra",
+        )
+    sandra = auth("sandra")
+    url = f"/tempo/tasks/{task.id}/complete"
+    page = web.get(f"/tempo/tasks/{task.id}", headers=sandra).text
+    take = page.index('name="outcome" value="take"')
+    zone = page.index('id="danger-cancel"')
+    assert take < zone < page.index('class="danger" type="submit" name="outcome" value="cancel"')
+    assert 'class="danger"' not in page[:zone]
+    token = csrf_of(page)
+    before = snapshot(task.id)
+
+    # No reason: refused on the page and through the API, nothing changed.
+    blank = web.post(url, data={"csrf": token, "outcome": "cancel", "note": " "}, headers=sandra)
+    assert blank.status_code == 422 and 'id="error-note"' in blank.text
+    api = web.post(
+        f"/tempo/api/v1/tasks/{task.id}/complete", json={"outcome": "cancel", "answers": {}}, headers=sandra
+    )
+    assert api.status_code == 422 and set(api.json()["detail"]["errors"]) == {"note"}
+    assert snapshot(task.id) == before
+
+    # A reason: the page asks to confirm, with the reason kept; still nothing changed.
+    asked = web.post(url, data={"csrf": token, "outcome": "cancel", "note": "A duplicate."}, headers=sandra)
+    assert asked.status_code == 200 and 'id="confirm-cancel"' in asked.text
+    assert "A duplicate." in asked.text and 'name="confirm" value="cancel"' in asked.text
+    assert snapshot(task.id) == before
+
+    done = web.post(
+        url,
+        data={"csrf": token, "outcome": "cancel", "note": "A duplicate.", "confirm": "cancel"},
+        headers=sandra,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    with read_session() as session:
+        row = session.get_one(Task, task.id)
+    assert (row.status, row.outcome, row.result) == (TaskStatus.COMPLETED, "cancel", {"note": "A duplicate."})
+
+
+def test_a_safe_outcome_beside_a_destructive_one_takes_one_click(web):
+    with write_session() as session:
+        task = make_task(
+            session, form_schema=CANCELLABLE_FORM, outcomes=["take", "cancel"], assignee="sandra"
+        )
+    sandra = auth("sandra")
+    token = csrf_of(web.get(f"/tempo/tasks/{task.id}", headers=sandra).text)
+    taken = web.post(
+        f"/tempo/tasks/{task.id}/complete",
+        data={"csrf": token, "outcome": "take", "note": ""},
+        headers=sandra,
+        follow_redirects=False,
+    )
+    assert taken.status_code == 303
+
+
 def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     sandra, helen = auth("sandra"), auth("helen")
     token = csrf_of(web.get(f"/tempo/tasks/{task.id}", headers=sandra).text)
@@ -285,7 +355,7 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     assert (
         web.post(
             f"/tempo/tasks/{task.id}/delegate",
-            data={"csrf": token, "to": "helen"},
+            data={"csrf": token, "to": "helen", "confirm": "helen"},
             headers=sandra,
             follow_redirects=False,
         ).status_code
@@ -296,7 +366,7 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
     assert (
         web.post(
             f"/tempo/tasks/{task.id}/reassign",
-            data={"csrf": helen_token, "to": "sandra"},
+            data={"csrf": helen_token, "to": "sandra", "confirm": "sandra"},
             headers=helen,
             follow_redirects=False,
         ).status_code
@@ -308,6 +378,47 @@ def test_claim_unclaim_delegate_reassign_are_recorded(web, task):
         ).all()
         assert session.get_one(Task, task.id).assignee == "sandra"
     assert kinds == ["created", "claimed", "unclaimed", "delegated", "reassigned"]
+
+
+def test_handing_over_preselects_nobody_lists_the_queue_first_and_confirms_whom(web, task):
+    sandra = auth("sandra")
+    page = web.get(f"/tempo/tasks/{task.id}", headers=sandra).text
+    card = page[page.index("<h2>Delegate</h2>") : page.index("</form>", page.index("<h2>Delegate</h2>"))]
+    assert "selected" not in card and "<select" not in card
+    assert 'name="to" id="f-handover" list="handover-people"' in card and 'for="f-handover"' in card
+    listed = re.findall(r'<option value="([^"]+)">([^<]*)</option>', card)
+    # The queue's role (customer service agents) first, then everyone else by name.
+    assert listed[0] == ("sandra", "Sandra Service · Customer service agent")
+    assert [u for u, _ in listed[1:]] == sorted((u for u, _ in listed[1:]), key=lambda u: dict(listed)[u])
+    assert "olga" in dict(listed) and listed.index(("olga", "Olga Director")) > 0
+
+    token = csrf_of(page)
+    before = snapshot(task.id)
+    asked = web.post(f"/tempo/tasks/{task.id}/delegate", data={"csrf": token, "to": "helen"}, headers=sandra)
+    assert asked.status_code == 200
+    assert 'id="handover-to"' in asked.text and "Helen Service-Head" in asked.text
+    assert 'name="confirm" value="helen"' in asked.text
+    assert snapshot(task.id) == before
+    unknown = web.post(
+        f"/tempo/tasks/{task.id}/delegate", data={"csrf": token, "to": "nobody-here"}, headers=sandra
+    )
+    assert unknown.status_code == 422 and 'id="error-to"' in unknown.text
+    assert snapshot(task.id) == before
+    done = web.post(
+        f"/tempo/tasks/{task.id}/delegate",
+        data={"csrf": token, "to": "helen", "confirm": "helen"},
+        headers=sandra,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    with read_session() as session:
+        assert session.get_one(Task, task.id).assignee == "helen"
+    # Now Helen's: her unit (customer service) comes first in the list.
+    page = web.get(f"/tempo/tasks/{task.id}", headers=auth("helen")).text
+    listed = re.findall(
+        r'<option value="([^"]+)">([^<]*)</option>', page[page.index('id="handover-people"') :]
+    )
+    assert {u for u, _ in listed[:2]} == {"helen", "sandra"}
 
 
 def test_comments_and_attachments(web, task):
@@ -430,7 +541,15 @@ def test_start_form_validates_and_starts_a_run(web):
         headers=auth("rob"),
         follow_redirects=False,
     )
-    assert ok.status_code == 303 and "started=" in ok.headers["location"]
+    assert ok.status_code == 303
+    with read_session() as session:
+        process = session.scalars(select(Process).where(Process.business_key == "RMA-5555")).one()
+    assert (process.dag_id, process.requester, process.data["part"]) == ("rma_sales_order", "rob", "Pump")
+    # The confirmation is the new process's own page, not the start form again.
+    assert ok.headers["location"] == f"/tempo/processes/{process.id}?started=1"
+    confirmed = web.get(ok.headers["location"], headers=auth("rob"))
+    assert confirmed.status_code == 200 and 'id="notice"' in confirmed.text
+    assert "RMA-5555" in confirmed.text
     api = web.post(
         "/tempo/api/v1/processes/rma_sales_order", json={"conf": {"rma_number": "x"}}, headers=auth("rob")
     )
@@ -440,6 +559,80 @@ def test_start_form_validates_and_starts_a_run(web):
     assert web.post(
         "/tempo/api/v1/processes/no_such_dag", json={"conf": {}}, headers=auth("rob")
     ).status_code in (403, 404)
+
+
+def _processes_with_key(key: str) -> list[int]:
+    with read_session() as session:
+        return list(
+            session.scalars(select(Process.id).where(Process.business_key == key).order_by(Process.id))
+        )
+
+
+def test_a_second_start_of_one_business_key_warns_and_needs_start_another(web):
+    rob = auth("rob")
+    token = csrf_of(web.get("/tempo/start/rma_sales_order", headers=rob).text)
+    answers = {"csrf": token, "rma_number": "RMA-7777", "customer": "ACME", "part": "Pump"}
+    first = web.post("/tempo/start/rma_sales_order", data=answers, headers=rob, follow_redirects=False)
+    assert first.status_code == 303
+    [first_id] = _processes_with_key("RMA-7777")
+
+    again = web.post("/tempo/start/rma_sales_order", data=answers, headers=rob, follow_redirects=False)
+    assert again.status_code == 409
+    assert 'id="same-key"' in again.text and f"/tempo/processes/{first_id}" in again.text
+    assert 'name="start_another" value="yes"' in again.text
+    assert 'value="Pump"' in again.text  # the answers are kept for the second click
+    assert _processes_with_key("RMA-7777") == [first_id]
+
+    another = web.post(
+        "/tempo/start/rma_sales_order",
+        data={**answers, "start_another": "yes"},
+        headers=rob,
+        follow_redirects=False,
+    )
+    assert another.status_code == 303
+    ids = _processes_with_key("RMA-7777")
+    assert len(ids) == 2 and another.headers["location"] == f"/tempo/processes/{ids[1]}?started=1"
+
+
+def test_the_api_answers_409_for_a_business_key_in_use_unless_allowed(web):
+    rob = auth("rob")
+    url = "/tempo/api/v1/processes/rma_sales_order"
+    conf = {"rma_number": "RMA-8888", "customer": "ACME", "part": "Pump"}
+    first = web.post(url, json={"conf": conf}, headers=rob)
+    assert first.status_code == 201
+    assert _processes_with_key("RMA-8888") == [first.json()["process_id"]]
+
+    refused = web.post(url, json={"conf": conf}, headers=rob)
+    assert refused.status_code == 409
+    assert refused.json()["processes"] == [first.json()["process_id"]]
+    assert refused.json()["business_key"] == "RMA-8888"
+    assert len(_processes_with_key("RMA-8888")) == 1
+
+    allowed = web.post(url, json={"conf": conf, "allow_same_key": True}, headers=rob)
+    assert allowed.status_code == 201
+    assert len(_processes_with_key("RMA-8888")) == 2
+    operation = web.get("/tempo/openapi.json").json()["paths"]["/api/v1/processes/{dag_id}"]["post"]
+    assert "409" in operation["responses"]
+
+
+def test_a_failed_process_does_not_block_a_new_start_of_its_business_key(web):
+    with write_session() as session:
+        make_process(
+            session, dag_id="rma_sales_order", template="rma_sales_order", business_key="RMA-9999"
+        ).status = ProcessStatus.FAILED
+    conf = {"rma_number": "RMA-9999", "customer": "ACME", "part": "Pump"}
+    started = web.post("/tempo/api/v1/processes/rma_sales_order", json={"conf": conf}, headers=auth("rob"))
+    assert started.status_code == 201
+
+
+def test_a_pattern_field_shows_its_format_before_any_error(web, task):
+    start = web.get("/tempo/start/rma_sales_order", headers=auth("rob")).text
+    assert re.search(r'id="format-rma_number">Use the form RMA-12345.<', start)
+    assert 'pattern="RMA-\\d{4,10}"' in start and 'placeholder="RMA-12345"' in start
+    assert 'aria-describedby="format-rma_number"' in start
+    page = web.get(f"/tempo/tasks/{task.id}", headers=auth("sandra")).text
+    assert re.search(r'id="format-so_number">Use SO-123456.<', page)
+    assert 'pattern="SO-\\d{6}"' in page and 'placeholder="SO-123456"' in page
 
 
 def test_catalog_lists_process_templates(web):
@@ -476,6 +669,16 @@ OPERATOR = [r for r in ROUTES if r[3] == "operator"]
 )
 def test_403_outbox_for_non_operators(web, task, method, path, body, kind):
     assert call(web, method, path, body, task, headers=auth("sandra")).status_code == 403
+
+
+def test_the_navigation_links_the_outbox_for_operators_only(web, task):
+    for path in ("/tempo/inbox", f"/tempo/tasks/{task.id}", "/tempo/reports/funnel", "/tempo/sla"):
+        assert 'id="nav-outbox"' not in web.get(path, headers=auth("sandra")).text, path
+        assert (
+            '<a href="/tempo/admin/outbox" id="nav-outbox">' in web.get(path, headers=auth("admin")).text
+        ), path
+    # The link leads where the operator may go.
+    assert web.get("/tempo/admin/outbox", headers=auth("admin")).status_code == 200
 
 
 def test_operator_sees_and_retries_undelivered_mail(web, monkeypatch):
@@ -572,3 +775,47 @@ def test_inside_airflows_frame_a_page_has_no_header_and_runs_only_its_theme_scri
     digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
     directives = dict(d.strip().split(" ", 1) for d in framed.headers["content-security-policy"].split(";"))
     assert directives["script-src"] == f"'sha256-{digest}'"
+
+
+def test_of_two_simultaneous_starts_of_one_business_key_one_wins(web):
+    import threading
+
+    from tempo.web import airflow_data, starting
+
+    template = airflow_data.get_template("rma_sales_order")
+    conf = {"rma_number": "RMA-6666", "customer": "ACME", "part": "Pump", "requester": "rob"}
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            starting.start(template, dict(conf), "rob", allow_same_key=False)
+            outcomes.append("started")
+        except starting.BusinessKeyTaken:
+            outcomes.append("taken")
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["started", "taken"]
+    assert len(_processes_with_key("RMA-6666")) == 1
+
+
+def test_a_start_that_airflow_refuses_leaves_no_process_behind(web, monkeypatch):
+    from tempo.web import airflow_data, starting
+
+    template = airflow_data.get_template("rma_sales_order")
+
+    def refused(*args, **kwargs):
+        raise airflow_data.TemplateNotFound("Process template 'rma_sales_order' could not be started.")
+
+    monkeypatch.setattr(airflow_data, "start_process", refused)
+    conf = {"rma_number": "RMA-4444", "customer": "ACME", "part": "Pump", "requester": "rob"}
+    with pytest.raises(airflow_data.TemplateNotFound):
+        starting.start(template, conf, "rob", allow_same_key=False)
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Process)) == 0
+        assert session.scalar(select(func.count()).select_from(HistoryEvent)) == 0

@@ -28,7 +28,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from tempo.assignment import Assignment, as_assignment
-from tempo.forms import Form
+from tempo.forms import DESTRUCTIVE_KEY, Form
 
 if TYPE_CHECKING:
     # Only for annotations: every task run parses its DAG file, and steps without an SLA or a
@@ -74,6 +74,8 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         empty means one "Complete" action.
     :param branches: outcome -> downstream task id(s) to follow; the other direct downstream tasks
         are skipped. Without it every downstream task runs.
+    :param destructive_outcomes: outcome -> the form field that must give its reason, for outcomes
+        that undo or refuse something (``{"cancel": "note"}``); pages set them apart and ask to confirm.
     :param sla: due date, reminders and escalations (``tempo.SLA``).
     :param required_action: what must be done before the step may be completed, e.g.
         ``EmailClient(or_attachment=True)``; completion is refused until it is.
@@ -97,6 +99,7 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         form: Form | None = None,
         outcomes: Sequence[str] = (),
         branches: Mapping[str, str | Sequence[str]] | None = None,
+        destructive_outcomes: Mapping[str, str] | None = None,
         sla: SLA | None = None,
         required_action: RequiredAction | None = None,
         mail_template: str = "task_assigned",
@@ -134,6 +137,16 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
             raise ValueError(f"{self.task_id}: branches for unknown outcomes {sorted(unknown)}")
         if self.branches and set(self.branches) != set(self.outcomes):
             raise ValueError(f"{self.task_id}: branches must name a path for every outcome")
+        # Outcomes that undo or refuse (a cancelled request, which tells the customer): each needs its
+        # reason in the named field, and the pages show it apart, marked, behind a confirmation.
+        self.destructive_outcomes = dict(destructive_outcomes or {})
+        for outcome, reason in self.destructive_outcomes.items():
+            if outcome not in self.outcomes:
+                raise ValueError(f"{self.task_id}: destructive outcome {outcome!r} is not an outcome")
+            if reason not in self.form.fields:
+                raise ValueError(
+                    f"{self.task_id}: the reason of {outcome!r}, {reason!r}, is not a form field"
+                )
         self.sla = sla
         if required_action is not None:
             from tempo.required_actions import RequiredAction
@@ -146,10 +159,13 @@ class HumanStep(BaseSensorOperator, BranchMixIn):
         self.deferrable = deferrable
 
     def task_form_schema(self) -> dict[str, Any]:
-        """The form as stored with the task, with the required action (if any) beside its fields."""
+        """The form as stored with the task, with its destructive outcomes and required action (if
+        any) beside its fields."""
         from tempo.catalogs import with_catalog_choices
 
         schema = with_catalog_choices(self.form).schema()
+        if self.destructive_outcomes:
+            schema[DESTRUCTIVE_KEY] = self.destructive_outcomes
         if self.required_action is not None:
             from tempo.required_actions import SCHEMA_KEY
 

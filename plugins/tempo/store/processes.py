@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tempo.store.models import ACTIVE_TASK_STATUSES, Process, ProcessStatus, Task, utcnow
+from tempo.store.models import ACTIVE_TASK_STATUSES, HistoryEvent, Process, ProcessStatus, Task, utcnow
 from tempo.store.tasks import record_event
 
 
@@ -50,6 +50,38 @@ def ensure_process(
     session.flush()
     record_event(session, process_id=process.id, kind="process_started", actor=requester)
     return process, True
+
+
+def processes_with_key(session: Session, dag_id: str, business_key: str) -> list[Process]:
+    """The template's running and finished processes with this business key, newest first (a failed
+    one does not count: starting again is how it is retried).
+
+    Call it in the write transaction that then records the new process: the key stays locked until
+    that transaction ends (on PostgreSQL by an advisory lock; SQLite's write transaction already
+    holds the whole database), so of two starts of one key only the first finds none.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"tempo-business-key:{dag_id}:{business_key}"},
+        )
+    return list(
+        session.scalars(
+            select(Process)
+            .where(
+                Process.dag_id == dag_id,
+                Process.business_key == business_key,
+                Process.status != ProcessStatus.FAILED,
+            )
+            .order_by(Process.started_at.desc(), Process.id.desc())
+        )
+    )
+
+
+def forget_process(session: Session, process_id: int) -> None:
+    """Remove a process row recorded for a run that Airflow then did not create (it has no tasks)."""
+    session.execute(delete(HistoryEvent).where(HistoryEvent.process_id == process_id))
+    session.execute(delete(Process).where(Process.id == process_id))
 
 
 def find_process(session: Session, dag_id: str, run_id: str) -> Process | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select, update
 
@@ -20,9 +20,17 @@ from tempo.store.models import (
 )
 from tempo.web import URL_PREFIX
 from tempo.web.common import StoreId, render
-from tempo.web.security import CurrentUser, check_csrf, csrf_token, is_operator, require_read, user_name
+from tempo.web.security import (
+    CurrentUser,
+    check_csrf,
+    csrf_token,
+    is_operator,
+    navigation,
+    require_read,
+    user_name,
+)
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(navigation)])
 
 
 @router.get("/sla")

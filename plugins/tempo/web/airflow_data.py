@@ -54,13 +54,17 @@ def get_template(dag_id: str) -> TemplateInfo:
     return template_info(dag)
 
 
-def start_process(dag_id: str, conf: dict[str, Any], user_name: str) -> str:
-    """Create a DAG run the way Airflow's REST API does; return its run id."""
+def start_process(dag_id: str, conf: dict[str, Any], user_name: str, run_id: str | None = None) -> str:
+    """Create a DAG run the way Airflow's REST API does (with ``run_id`` if given); return its run id."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
     run = trigger_dag(
-        dag_id, triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user_name, conf=conf
+        dag_id,
+        triggered_by=DagRunTriggeredByType.REST_API,
+        triggering_user_name=user_name,
+        run_id=run_id,
+        conf=conf,
     )
     if run is None:
         raise TemplateNotFound(f"Process template {dag_id!r} could not be started.")

@@ -18,7 +18,7 @@ from tempo import actions
 from tempo.attachments import AttachmentError, add_attachment, read_attachment
 from tempo.forms import FormErrors
 from tempo.store.models import MAX_ID, Attachment, Process, SlaState, TaskStatus
-from tempo.web import airflow_data
+from tempo.web import airflow_data, starting
 from tempo.web.common import StoreId, parse_status_filter, person_inbox, read_upload
 from tempo.web.deps import ActorDep, CommenterDep, OpenTaskDep, ReadableTaskDep, SessionDep, TaskDep
 from tempo.web.security import CurrentUser, person_of, require, require_read, user_name
@@ -38,6 +38,11 @@ class StartBody(_Body):
     """The start form's answers."""
 
     conf: dict[str, Any] = Field(default_factory=dict)
+    allow_same_key: bool = Field(
+        default=False,
+        description="start even when a running or finished process of the template has the same "
+        "business key (without it such a start answers 409 and starts nothing)",
+    )
 
 
 class CompleteBody(_Body):
@@ -99,6 +104,15 @@ class TaskOut(BaseModel):
 class StartedOut(BaseModel):
     dag_id: str
     run_id: str
+    process_id: int = Field(description="the new process (its page: ``/tempo/processes/{process_id}``)")
+
+
+class SameKeyOut(BaseModel):
+    """The 409 of a start whose business key is in use: nothing was started."""
+
+    detail: str
+    business_key: str
+    processes: list[int] = Field(description="the processes with that business key, newest first")
 
 
 class ClientEmailOut(BaseModel):
@@ -121,7 +135,12 @@ class AttachmentOut(BaseModel):
     size: int
 
 
-@router.post("/processes/{dag_id}", status_code=201, summary="Start a process")
+@router.post(
+    "/processes/{dag_id}",
+    status_code=201,
+    summary="Start a process",
+    responses={409: {"model": SameKeyOut, "description": "the business key already has a process"}},
+)
 def start(dag_id: str, body: StartBody, user: CurrentUser) -> StartedOut:
     require(user, "POST", "RUN", dag_id)
     try:
@@ -130,8 +149,9 @@ def start(dag_id: str, body: StartBody, user: CurrentUser) -> StartedOut:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     conf = template.start_form.validate(body.conf)
     conf["requester"] = user_name(user)
-    run_id = airflow_data.start_process(dag_id, conf, user_name(user))
-    return StartedOut(dag_id=dag_id, run_id=run_id)
+    # A business key in use raises BusinessKeyTaken: 409 with SameKeyOut (web/app.py).
+    process = starting.start(template, conf, user_name(user), allow_same_key=body.allow_same_key)
+    return StartedOut(dag_id=dag_id, run_id=process.run_id, process_id=process.id)
 
 
 @router.get("/tasks", summary="My inbox")

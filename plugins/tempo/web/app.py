@@ -1,7 +1,8 @@
 """Tempo's FastAPI app, mounted by the plugin at ``/tempo`` in Airflow's API server.
 
 Errors are answered here, once: ``HTTPException``, ``FormErrors`` (422, a message per field),
-``TaskConflict`` (409) and ``LinkRefused`` (the page "This link cannot be used") become JSON under
+``TaskConflict`` and ``BusinessKeyTaken`` (409), ``LinkRefused`` (the page "This link cannot be
+used") and a report's ``BadFilters`` (422, its page with the filters again) become JSON under
 ``/tempo/api/`` (or for a client that accepts JSON) and a page a person can read everywhere else.
 """
 
@@ -19,6 +20,7 @@ from tempo.web import URL_PREFIX, admin, api, email_links, pages, public
 from tempo.web import reports as report_routes
 from tempo.web.common import SECURITY_HEADERS, render
 from tempo.web.deps import LinkRefused
+from tempo.web.starting import BusinessKeyTaken
 
 
 def create_app() -> FastAPI:
@@ -41,6 +43,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(FormErrors, _form_errors)  # type: ignore[arg-type]
     app.add_exception_handler(TaskConflict, _task_conflict)  # type: ignore[arg-type]
     app.add_exception_handler(LinkRefused, _link_refused)  # type: ignore[arg-type]
+    app.add_exception_handler(BusinessKeyTaken, _business_key_taken)  # type: ignore[arg-type]
+    app.add_exception_handler(report_routes.BadFilters, _bad_filters)  # type: ignore[arg-type]
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -97,6 +101,44 @@ async def _form_errors(request: Request, exc: FormErrors) -> Response:
 async def _task_conflict(request: Request, exc: TaskConflict) -> Response:
     """Someone else acted first, or the task is closed: 409."""
     return _error(request, status.HTTP_409_CONFLICT, str(exc), title="Nothing left to do")
+
+
+async def _business_key_taken(request: Request, exc: BusinessKeyTaken) -> Response:
+    """A start whose business key already has a process (the start page shows its own warning)."""
+    processes = [p.id for p in exc.processes]
+    if _wants_json(request):
+        body = {"detail": str(exc), "business_key": exc.key, "processes": processes}
+        return JSONResponse(body, status_code=status.HTTP_409_CONFLICT)
+    return _error(request, status.HTTP_409_CONFLICT, str(exc), title="Already started")
+
+
+_REPORT_TITLES = {
+    "funnel": "Funnel",
+    "overdue": "Overdue tasks",
+    "performance": "Performance",
+    "tasks": "Tasks",
+    "processes": "Process log",
+}
+
+
+async def _bad_filters(request: Request, exc: report_routes.BadFilters) -> Response:
+    """A report asked with filters it cannot use: the report's page, its filters as sent and a
+    message for each, so that the person corrects them there."""
+    if _wants_json(request):
+        return _error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": exc.errors})
+    return render(
+        request,
+        "reports_problem.html",
+        {
+            "user": exc.user,
+            "scope": exc.scope,
+            "title": _REPORT_TITLES.get(request.url.path.rsplit("/", 1)[-1], "Report"),
+            "action": request.url.path,
+            "values": dict(request.query_params),
+            "errors": exc.errors,
+        },
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
 
 
 async def _link_refused(request: Request, exc: LinkRefused) -> Response:

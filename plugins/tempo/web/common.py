@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from tempo import config, directory
-from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors
+from tempo import actions, config, directory
+from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors, destructive_outcomes
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     MAX_ID,
@@ -28,8 +28,10 @@ from tempo.store.models import (
     HistoryEvent,
     Person,
     Process,
+    Role,
     Task,
     TaskStatus,
+    Unit,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
 from tempo.web import URL_PREFIX
@@ -99,8 +101,10 @@ def render(
     env = _environment(str(Path(config.templates_folder()) / "pages"))
     # Inside Airflow's frame, Airflow's navigation is the page's: no second header bar.
     framed = request is not None and request.headers.get("sec-fetch-dest") == "iframe"
+    # The header's outbox link, for those ``security.navigation`` found may open it.
+    operator = request is not None and getattr(request.state, "tempo_operator", False) is True
     html = env.get_template(template).render(
-        prefix=URL_PREFIX, framed=framed, theme_script=THEME_SCRIPT, **context
+        prefix=URL_PREFIX, framed=framed, theme_script=THEME_SCRIPT, **{"operator": operator, **context}
     )
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
@@ -151,6 +155,18 @@ def load_task(session: Session, task_pk: int) -> Task:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Task {task_pk} does not exist.") from None
 
 
+def unconfirmed_destructive(
+    session: Session, task: Task, data: dict[str, Any], answers: dict[str, Any]
+) -> str | None:
+    """The destructive outcome posted without its confirmation (the page then asks for it), once
+    its answers would be taken: ``FormErrors`` (a missing reason among them) come first."""
+    outcome = str(data.get("outcome") or "")
+    if outcome not in destructive_outcomes(task.form_schema) or data.get("confirm") == outcome:
+        return None
+    actions.check_answers(session, task, answers, outcome)
+    return outcome
+
+
 def client_email_errors(exc: FormErrors) -> dict[str, str]:
     """``required_actions.email_client``'s errors under the names of the client email's form
     (``client_subject``...), apart from the answer form's own fields."""
@@ -167,12 +183,11 @@ class TaskView:
     history: list[HistoryEvent]
     comments: list[HistoryEvent]
     attachments: list[Attachment]
+    #: whom the task may be handed to (``handover_choices``)
     people: dict[str, str] = field(default_factory=dict)
 
 
 def task_view(session: Session, task: Task) -> TaskView:
-    from tempo.store.models import Person
-
     process = session.get_one(Process, task.process_id)
     events = list(
         session.scalars(
@@ -184,7 +199,6 @@ def task_view(session: Session, task: Task) -> TaskView:
     attachments = list(
         session.scalars(select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id))
     )
-    people = {p.username: p.name for p in session.scalars(select(Person).where(Person.active.is_(True)))}
     return TaskView(
         task=task,
         process=process,
@@ -192,5 +206,37 @@ def task_view(session: Session, task: Task) -> TaskView:
         history=[e for e in events if e.kind != "comment"],
         comments=[e for e in events if e.kind == "comment"],
         attachments=attachments,
-        people=people,
+        people=handover_choices(session, task),
     )
+
+
+def handover_choices(session: Session, task: Task) -> dict[str, str]:
+    """Whom a task may be handed to, username -> how the list names them: the members of its
+    queue's role, then of its unit (the queue's, its holder's or its process's), then everyone
+    else by name."""
+    groups: list[tuple[str, list[Person]]] = []
+    if task.candidate_role:
+        role = session.get(Role, task.candidate_role)
+        groups.append(
+            (
+                role.name if role else task.candidate_role,
+                directory.people_with_role(session, task.candidate_role),
+            )
+        )
+    holder = task.claimed_by or task.assignee
+    holder_person = session.get(Person, holder) if holder else None
+    unit_code = (
+        task.candidate_unit
+        or (holder_person.unit_code if holder_person else None)
+        or session.get_one(Process, task.process_id).unit_code
+    )
+    if unit_code:
+        unit = session.get(Unit, unit_code)
+        groups.append((unit.name if unit else unit_code, directory.people_in_unit(session, unit_code)))
+    everyone = session.scalars(select(Person).where(Person.active.is_(True)).order_by(Person.name))
+    groups.append(("", list(everyone)))
+    choices: dict[str, str] = {}
+    for group, people in groups:
+        for p in people:
+            choices.setdefault(p.username, f"{p.name} · {group}" if group else p.name)
+    return choices

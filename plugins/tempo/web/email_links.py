@@ -19,7 +19,14 @@ from tempo import actions, links, required_actions
 from tempo.forms import FormErrors
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person, Task
 from tempo.web import URL_PREFIX
-from tempo.web.common import client_email_errors, form_data, posted_version, render, task_view
+from tempo.web.common import (
+    client_email_errors,
+    form_data,
+    posted_version,
+    render,
+    task_view,
+    unconfirmed_destructive,
+)
 from tempo.web.deps import (
     AssignedLinkTaskDep,
     LinkClaimsDep,
@@ -51,8 +58,10 @@ def _page(
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
+    confirm: str | None = None,
 ) -> Response:
-    """The task and its form; once the task is closed, what happened (409 for a refused answer)."""
+    """The task and its form (asking to confirm the destructive outcome ``confirm``); once the task
+    is closed, what happened (409 for a refused answer)."""
     if task.status not in ACTIVE_TASK_STATUSES:
         who = f" by {task.completed_by}" if task.completed_by else ""
         return render(
@@ -71,6 +80,7 @@ def _page(
             "token": token,
             "errors": errors or {},
             "values": values or {},
+            "confirm": confirm,
             "csrf": csrf_token(_csrf_subject(claims), f"task:{task.id}"),
             "client_email": required_actions.client_email_view(session, task),
             "client_email_action": f"{_path(token)}/email-client",
@@ -106,8 +116,11 @@ async def act(
 ) -> Response:
     data = await form_data(request)
     check_csrf(str(data.get("csrf") or ""), _csrf_subject(claims), f"task:{task.id}")
-    answers = {k: v for k, v in data.items() if k not in ("csrf", "outcome", "version")}
+    answers = {k: v for k, v in data.items() if k not in ("csrf", "outcome", "version", "confirm")}
     try:
+        confirm = unconfirmed_destructive(session, task, data, answers)
+        if confirm is not None:
+            return _page(request, session, token, claims, task, values=answers, confirm=confirm)
         actions.complete(
             task.id,
             actor=claims.username,

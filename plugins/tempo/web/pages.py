@@ -8,9 +8,8 @@ so a reload never submits twice.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
@@ -20,7 +19,7 @@ from tempo.forms import FormErrors
 from tempo.store.engine import read_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Process, TaskStatus, utcnow
 from tempo.store.tasks import TaskConflict
-from tempo.web import URL_PREFIX, airflow_data
+from tempo.web import URL_PREFIX, airflow_data, starting
 from tempo.web.common import (
     StoreId,
     form_data,
@@ -31,6 +30,7 @@ from tempo.web.common import (
     read_upload,
     render,
     task_view,
+    unconfirmed_destructive,
 )
 from tempo.web.routemap import render_route_map
 from tempo.web.security import (
@@ -39,17 +39,21 @@ from tempo.web.security import (
     csrf_token,
     may_act,
     may_manage,
+    navigation,
     person_of,
     require,
     require_act,
     require_read,
     user_name,
 )
+from tempo.web.starting import BusinessKeyTaken
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(navigation)])
 
 # Posted with every answer but not answers themselves: the page's form sends its task version too.
-_NON_FIELDS = {"csrf", "outcome", "version"}
+_NON_FIELDS = {"csrf", "outcome", "version", "confirm"}
+#: The start form's "start another" button, sent after the warning about a business key in use.
+START_ANOTHER = "start_another"
 
 
 def _see(url: str) -> RedirectResponse:
@@ -130,6 +134,8 @@ def _task_page(
     values: dict[str, Any] | None = None,
     status_code: int = 200,
     notice: str | None = None,
+    confirm: str | None = None,
+    handover: Any = None,
 ) -> Response:
     with read_session() as session:
         task = load_task(session, task_id)
@@ -159,6 +165,8 @@ def _task_page(
             "can_act": can_act,
             "can_manage": can_manage,
             "notice": notice,
+            "confirm": confirm,
+            "handover": handover,
             "can_claim": can_act and task.status == TaskStatus.OPEN and task.assignee is None,
             "can_unclaim": task.status == TaskStatus.CLAIMED
             and person is not None
@@ -202,7 +210,13 @@ async def complete(request: Request, task_id: StoreId, user: CurrentUser) -> Res
                 errors={"_form": f"This task is already {task.status.value}."},
             )
         person = require_act(session, user, task)
-    answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+        answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+        try:
+            confirm = unconfirmed_destructive(session, task, data, answers)
+        except FormErrors as exc:
+            return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
+    if confirm is not None:
+        return _task_page(request, user, task_id, values=answers, confirm=confirm)
     try:
         actions.complete(
             task_id,
@@ -266,6 +280,11 @@ async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, ki
     try:
         if not to:
             raise FormErrors({"to": "Choose a person."})
+        # The page says whom the task goes to, and hands it over only once that is confirmed.
+        if data.get("confirm") != to:
+            with read_session() as session:
+                handover = actions.handover_person(session, to)
+            return _task_page(request, user, task_id, handover=handover)
         actions.assign(task_id, actor=person.username, to=to, kind=kind)
     except FormErrors as exc:
         return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
@@ -335,7 +354,9 @@ async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Respo
 
 
 @router.get("/processes/{process_id}")
-def process_page(request: Request, process_id: StoreId, user: CurrentUser) -> Response:
+def process_page(
+    request: Request, process_id: StoreId, user: CurrentUser, started: str | None = None
+) -> Response:
     from tempo.store.models import HistoryEvent, Task
 
     with read_session() as session:
@@ -363,6 +384,7 @@ def process_page(request: Request, process_id: StoreId, user: CurrentUser) -> Re
             "tasks": tasks,
             "events": events,
             "route_map": render_route_map(shape.steps, shape.states),
+            "started": started is not None,
         },
     )
 
@@ -382,22 +404,34 @@ def _template_or_404(dag_id: str) -> Any:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
 
-@router.get("/start/{dag_id}")
-def start_form(request: Request, dag_id: str, user: CurrentUser, started: str | None = None) -> Response:
-    require(user, "POST", "RUN", dag_id)
-    template = _template_or_404(dag_id)
+def _start_page(
+    request: Request,
+    user: Any,
+    template: Any,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    taken: BusinessKeyTaken | None = None,
+    status_code: int = 200,
+) -> Response:
     return render(
         request,
         "start.html",
         {
             "user": user_name(user),
             "template": template,
-            "errors": {},
-            "values": {},
-            "started": started,
-            "csrf": csrf_token(user_name(user), f"start:{dag_id}"),
+            "errors": errors or {},
+            "values": values or {},
+            "taken": taken,
+            "csrf": csrf_token(user_name(user), f"start:{template.dag_id}"),
         },
+        status_code=status_code,
     )
+
+
+@router.get("/start/{dag_id}")
+def start_form(request: Request, dag_id: str, user: CurrentUser) -> Response:
+    require(user, "POST", "RUN", dag_id)
+    return _start_page(request, user, _template_or_404(dag_id))
 
 
 @router.post("/start/{dag_id}")
@@ -406,23 +440,16 @@ async def start(request: Request, dag_id: str, user: CurrentUser) -> Response:
     data = await form_data(request)
     check_csrf(data.get("csrf"), user_name(user), f"start:{dag_id}")
     template = _template_or_404(dag_id)
+    # The warning's button: the person saw the processes with this business key and wants another.
+    allow_same_key = data.pop(START_ANOTHER, None) == "yes"
     answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
     try:
         conf = template.start_form.validate(answers)
     except FormErrors as exc:
-        return render(
-            request,
-            "start.html",
-            {
-                "user": user_name(user),
-                "template": template,
-                "errors": exc.errors,
-                "values": answers,
-                "started": None,
-                "csrf": csrf_token(user_name(user), f"start:{dag_id}"),
-            },
-            status_code=422,
-        )
+        return _start_page(request, user, template, answers, exc.errors, status_code=422)
     conf["requester"] = user_name(user)
-    run_id = airflow_data.start_process(dag_id, conf, user_name(user))
-    return _see(f"{URL_PREFIX}/start/{dag_id}?" + urlencode({"started": run_id}))
+    try:
+        process = starting.start(template, conf, user_name(user), allow_same_key=allow_same_key)
+    except BusinessKeyTaken as exc:
+        return _start_page(request, user, template, answers, taken=exc, status_code=409)
+    return _see(f"{URL_PREFIX}/processes/{process.id}?started=1")

@@ -19,7 +19,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -31,9 +31,9 @@ from tempo.store.models import utcnow
 from tempo.web import URL_PREFIX
 from tempo.web.charts import Bar, bar_chart
 from tempo.web.common import render
-from tempo.web.security import CurrentUser, is_operator, person_of, require_read, user_name
+from tempo.web.security import CurrentUser, is_operator, navigation, person_of, require_read, user_name
 
-pages = APIRouter(prefix="/reports", include_in_schema=False)
+pages = APIRouter(prefix="/reports", include_in_schema=False, dependencies=[Depends(navigation)])
 api = APIRouter(prefix="/api/v1/reports", tags=["Reports"])
 
 _CSV: dict[int | str, dict[str, Any]] = {
@@ -50,6 +50,16 @@ Table = Query(default=None, description="with format=csv: which table (default: 
 
 def field_errors(exc: ReportError) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": exc.errors})
+
+
+class BadFilters(ReportError):
+    """Filters a report cannot use: 422 with a message per filter; a page shows the report's
+    filters again with the messages (``web/app.py``)."""
+
+    def __init__(self, errors: dict[str, str], user: str, scope: Scope) -> None:
+        super().__init__(errors)
+        self.user = user
+        self.scope = scope
 
 
 @dataclass
@@ -69,7 +79,7 @@ def viewer(user: Any) -> Iterator[Viewer]:
         try:
             yield Viewer(session=session, scope=scope, name=user_name(user), now=utcnow())
         except ReportError as exc:
-            raise field_errors(exc) from None
+            raise BadFilters(exc.errors, user_name(user), scope) from None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Request, status
 from itsdangerous import BadSignature
 from sqlalchemy.orm import Session
 
@@ -143,3 +143,9 @@ def check_csrf(token: str | None, subject: str, purpose: str) -> None:
 
 #: Every logged-in route depends on this: Airflow's own authentication (401 without a valid token).
 CurrentUser = GetUserDep
+
+
+def navigation(request: Request, user: CurrentUser) -> None:
+    """What the header of a logged-in page offers (a dependency of the pages' routers, read by
+    ``web.common.render``): the outbox only to those who may open it."""
+    request.state.tempo_operator = is_operator(user)
