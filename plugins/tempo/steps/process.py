@@ -26,6 +26,9 @@ BUSINESS_KEY = "x-tempo-business-key"
 #: Conf keys Tempo reads besides the start form: who asked, and for which counterparty.
 REQUESTER_KEY = "requester"
 COUNTERPARTY_KEY = "counterparty"
+#: Who Airflow records as having triggered a run from Tempo's public request page, which names its
+#: counterparty's address as the requester. No Airflow login may bear this name.
+PUBLIC_TRIGGER = "tempo-public-request-page"
 
 
 def process(

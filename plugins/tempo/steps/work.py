@@ -6,6 +6,7 @@ called (and tested) with a plain context.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -16,12 +17,22 @@ from tempo import directory, links
 from tempo.assignment import AssignmentError, Resolved
 from tempo.mail.outbox import deliver_now, enqueue
 from tempo.mail.render import render_mail
+from tempo.reports import may_act_for
 from tempo.sla import next_timer_at
-from tempo.steps.process import COUNTERPARTY_KEY, REQUESTER_KEY, is_process, process_title, template_info
+from tempo.steps.process import (
+    COUNTERPARTY_KEY,
+    PUBLIC_TRIGGER,
+    REQUESTER_KEY,
+    is_process,
+    process_title,
+    template_info,
+)
 from tempo.store.engine import write_session
 from tempo.store.models import Attachment, Process, Task, utcnow
 from tempo.store.processes import ensure_process, refresh_current_step
 from tempo.store.tasks import TaskSpec, open_task
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tempo.steps.human import HumanStep
@@ -55,7 +66,7 @@ def process_for_run(session: Session, dag: Any, dag_run: Any) -> Process:
         business_key = data.get(info.business_key) if info.business_key else None
     else:
         title, business_key = (getattr(dag, "dag_display_name", None) or dag_run.dag_id), None
-    requester = conf.get(REQUESTER_KEY) or getattr(dag_run, "triggering_user_name", None)
+    requester, counterparty = _parties(session, dag_run, conf)
     process, _ = ensure_process(
         session,
         dag_id=dag_run.dag_id,
@@ -64,10 +75,42 @@ def process_for_run(session: Session, dag: Any, dag_run: Any) -> Process:
         title=title,
         business_key=str(business_key) if business_key not in (None, "") else None,
         requester=requester,
-        counterparty_code=conf.get(COUNTERPARTY_KEY),
+        counterparty_code=counterparty,
         data=data,
     )
     return process
+
+
+#: Runs started on a server, by whoever has its shell (``airflow dags trigger``, ``dag.test()``).
+_SERVER_TRIGGERS = frozenset({"cli", "test"})
+
+
+def _parties(session: Session, dag_run: Any, conf: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Who asked, and for which counterparty, as the run's conf names them.
+
+    A run a login started (Airflow's trigger API or UI, Tempo's start form) names someone else only
+    where that login may act for them (``reports.may_act_for``: themself, the people of the units
+    they head); otherwise the requester is the login and no counterparty is named. Runs no login
+    started (the scheduler, another DAG, Tempo's public request page) and runs started on a server
+    are taken as their conf says. A task sees no ``triggered_by``: there a server's run is checked
+    too, which only costs it a requester Airflow's CLI named.
+    """
+    login = getattr(dag_run, "triggering_user_name", None)
+    requester, counterparty = conf.get(REQUESTER_KEY) or login, conf.get(COUNTERPARTY_KEY)
+    triggered_by = getattr(dag_run, "triggered_by", None)
+    if (
+        login is None
+        or login == PUBLIC_TRIGGER
+        or getattr(triggered_by, "value", triggered_by) in _SERVER_TRIGGERS
+    ):
+        return requester, counterparty
+    if requester != login and not may_act_for(session, login, person=str(requester)):
+        log.warning("[tempo] run %s: %r may not start it for %r", dag_run.run_id, login, requester)
+        requester = login
+    if counterparty is not None and not may_act_for(session, login, counterparty=str(counterparty)):
+        log.warning("[tempo] run %s: %r may not name counterparty %r", dag_run.run_id, login, counterparty)
+        counterparty = None
+    return requester, counterparty
 
 
 def _calendar_of(session: Session, resolved: Resolved) -> WorkingCalendar:

@@ -4,7 +4,7 @@
 links); ``POST`` with the page's CSRF token records the answer as the person the link was made for.
 The token names task, person and purpose, is signed and expires; once the task is closed the link
 shows what happened and accepts nothing. A link that cannot be used is refused by its dependencies
-(``web/deps.py``) with the page "This link cannot be used".
+(``web/policy.py``) with the page "This link cannot be used".
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tempo.forms import FormErrors
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person, Task
 from tempo.web import URL_PREFIX
 from tempo.web.common import client_email_errors, form_data, posted_version, render, task_view
-from tempo.web.deps import (
+from tempo.web.policy import (
     AssignedLinkTaskDep,
     LinkClaimsDep,
     LinkRefused,
