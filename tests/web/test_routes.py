@@ -335,7 +335,7 @@ def test_comments_and_attachments(web, task):
         f"/tempo/api/v1/tasks/{task.id}/attachments", files={"file": ("e.txt", b"")}, headers=sandra
     )
     assert empty.status_code == 422
-    download = web.get(f"/tempo/api/v1/attachments/{upload.json()['id']}", headers=auth("helen"))
+    download = web.get(f"/tempo/api/v1/attachments/{upload.json()['id']}", headers=auth("rob"))  # he asked
     assert download.status_code == 200 and download.content == b"quote 42"
     page = web.get(f"/tempo/tasks/{task.id}", headers=sandra)
     assert "Calling the customer" in page.text and "passwd" in page.text
