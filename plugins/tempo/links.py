@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from tempo import config
 from tempo.web import URL_PREFIX
@@ -50,9 +50,18 @@ class LinkClaims:
     purpose: str
 
 
-def dumps_signed(data: Any, *, salt: str) -> str:
-    """``data`` signed with the current key only."""
-    return URLSafeTimedSerializer(config.secret_key(), salt=salt).dumps(data)
+def dumps_signed(data: Any, *, salt: str, signed_at: datetime | None = None) -> str:
+    """``data`` signed with the current key only, dated now or ``signed_at``: a token shown again
+    keeps the age of the first one, so it expires when that one does."""
+    if signed_at is None:
+        return URLSafeTimedSerializer(config.secret_key(), salt=salt).dumps(data)
+    moment = int(signed_at.timestamp())
+
+    class Dated(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return moment
+
+    return URLSafeTimedSerializer(config.secret_key(), salt=salt, signer=Dated).dumps(data)
 
 
 def _retired_keys(now: datetime) -> tuple[list[str], datetime | None]:
@@ -100,10 +109,10 @@ def loads_signed(token: str, *, salt: str, max_age: int) -> Any:
         raise current_key_says_no from None
 
 
-def sign(task_pk: int, username: str, purpose: str = "act") -> str:
+def sign(task_pk: int, username: str, purpose: str = "act", *, signed_at: datetime | None = None) -> str:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
-    return dumps_signed({"t": int(task_pk), "u": username, "p": purpose}, salt=_SALT)
+    return dumps_signed({"t": int(task_pk), "u": username, "p": purpose}, salt=_SALT, signed_at=signed_at)
 
 
 def verify(token: str, *, expected_purpose: str = "act", max_age: int | None = None) -> LinkClaims:
@@ -139,9 +148,13 @@ def process_page(process_id: int) -> str:
     return f"{config.base_url()}{URL_PREFIX}/processes/{int(process_id)}"
 
 
-def respond_link(task_pk: int, counterparty_code: str) -> str:
-    """The link a counterparty follows to accept or dispute a result (``/tempo/respond/{token}``)."""
-    token = sign(task_pk, f"counterparty:{counterparty_code}", "respond")
+def respond_link(task_pk: int, counterparty_code: str, *, signed_at: datetime | None = None) -> str:
+    """The link a counterparty follows to accept or dispute a result (``/tempo/respond/{token}``).
+
+    Offered again (on the request's status page), it is dated when its step opened: showing it
+    never makes a fresh one, so it expires ``link_max_age`` after the result was sent.
+    """
+    token = sign(task_pk, f"counterparty:{counterparty_code}", "respond", signed_at=signed_at)
     return f"{config.base_url()}{URL_PREFIX}/respond/{token}"
 
 

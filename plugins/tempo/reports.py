@@ -67,12 +67,19 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class Scope:
-    """What a viewer may see: everything (admins), or their units' work plus their own."""
+    """What a viewer may see: everything (admins), or their units' work plus their own.
+
+    ``roles`` and ``unit`` (the viewer's own) name the queues they work from: the reports count
+    work by who did it, but a process record may also be opened by whoever its waiting step's
+    queue holds (``visible_processes``).
+    """
 
     everything: bool = False
     units: frozenset[str] = frozenset()
     people: frozenset[str] = frozenset()
     username: str | None = None
+    roles: frozenset[str] = frozenset()
+    unit: str | None = None
 
     @classmethod
     def admin(cls) -> Scope:
@@ -80,7 +87,10 @@ class Scope:
 
 
 def scope_for(session: Session, username: str | None, *, admin: bool) -> Scope:
-    """Admins see everything; heads of unit their units and sub-units; everyone else their own work."""
+    """Admins see everything; heads of unit their units and sub-units; everyone else their own work.
+
+    ``username`` is an active person of the directory, or ``None`` for a login that is nobody there.
+    """
     if admin:
         return Scope.admin()
     if username is None:
@@ -91,7 +101,60 @@ def scope_for(session: Session, username: str | None, *, admin: bool) -> Scope:
     people = (
         set(session.scalars(select(Person.username).where(Person.unit_code.in_(units)))) if units else set()
     )
-    return Scope(units=frozenset(units), people=frozenset(people | {username}), username=username)
+    return Scope(
+        units=frozenset(units),
+        people=frozenset(people | {username}),
+        username=username,
+        roles=frozenset(session.scalars(select(PersonRole.role_code).where(PersonRole.username == username))),
+        unit=session.scalar(select(Person.unit_code).where(Person.username == username)),
+    )
+
+
+def visible_processes(scope: Scope) -> ColumnElement[bool]:
+    """The processes a viewer may open, with their steps and files: those the reports show them
+    (requested by them or by their units), those with a step they perform or one their units'
+    people perform, and those with a step waiting in one of their queues (role and unit)."""
+    if scope.everything:
+        return true()
+    requester_unit = (
+        select(_Requester.unit_code).where(_Requester.username == Process.requester).scalar_subquery()
+    )
+    performer_unit = select(_Performer.unit_code).where(_Performer.username == _performer()).scalar_subquery()
+    steps = select(Task.process_id).where(
+        or_(_task_scope(scope, func.coalesce(performer_unit, Task.candidate_unit)), _in_queue(scope))
+    )
+    return or_(_process_scope(scope, func.coalesce(Process.unit_code, requester_unit)), Process.id.in_(steps))
+
+
+def _in_queue(scope: Scope) -> ColumnElement[bool]:
+    """Tasks of a queue the viewer is in, open or closed (``web.policy.may_act`` decides who may
+    take an open one)."""
+    if scope.username is None:
+        return false()
+    role = Task.candidate_role.is_(None) | Task.candidate_role.in_(sorted(scope.roles))
+    unit = Task.candidate_unit.is_(None) | (
+        Task.candidate_unit == scope.unit if scope.unit is not None else false()
+    )
+    queued = Task.candidate_role.is_not(None) | Task.candidate_unit.is_not(None)
+    return and_(queued, role, unit)
+
+
+def may_act_for(
+    session: Session, username: str, *, person: str | None = None, counterparty: str | None = None
+) -> bool:
+    """Whether ``username`` may name ``person`` (or ``counterparty``) as the one a process is for:
+    themself, and the people of the units they head and of the units below; a counterparty when the
+    person responsible for it is one of those. A login that is no active person names nobody else."""
+    me = session.get(Person, username)
+    if me is None or not me.active:
+        return person == username and counterparty is None
+    people = scope_for(session, username, admin=False).people
+    if person is not None and person not in people:
+        return False
+    if counterparty is not None:
+        card = session.get(Counterparty, counterparty)
+        return card is not None and card.responsible_username in people
+    return True
 
 
 def unit_closure(session: Session, roots: set[str]) -> set[str]:
@@ -253,12 +316,13 @@ def _task_unit() -> ColumnElement[Any]:
     return func.coalesce(_Performer.unit_code, Task.candidate_unit, _RoleUnit.c.unit_code)
 
 
-def _task_scope(scope: Scope) -> ColumnElement[bool]:
+def _task_scope(scope: Scope, unit: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+    """Tasks in ``scope``; ``unit`` is the task's unit when the query does not join its performer."""
     if scope.everything:
         return true()
     clauses: list[ColumnElement[bool]] = []
     if scope.units:
-        clauses.append(_task_unit().in_(sorted(scope.units)))
+        clauses.append((_task_unit() if unit is None else unit).in_(sorted(scope.units)))
     if scope.username:
         clauses.append(_performer() == scope.username)
     return or_(*clauses) if clauses else false()
@@ -285,12 +349,13 @@ def _process_unit() -> ColumnElement[Any]:
 _HeldTask = aliased(Task, name="held_task")
 
 
-def _process_scope(scope: Scope) -> ColumnElement[bool]:
+def _process_scope(scope: Scope, unit: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
+    """Processes in ``scope``; ``unit`` is the process's unit when the query does not join its requester."""
     if scope.everything:
         return true()
     clauses: list[ColumnElement[bool]] = []
     if scope.units:
-        clauses.append(_process_unit().in_(sorted(scope.units)))
+        clauses.append((_process_unit() if unit is None else unit).in_(sorted(scope.units)))
     if scope.username:
         clauses.append(Process.requester == scope.username)
         # The processes whose tasks the viewer holds or answered are their own work too.

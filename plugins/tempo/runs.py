@@ -34,6 +34,11 @@ BUSINESS_KEY = "x-tempo-business-key"
 #: Conf keys Tempo reads besides the start form: who asked, and for which counterparty.
 REQUESTER_KEY = "requester"
 COUNTERPARTY_KEY = "counterparty"
+#: Who Airflow records as having triggered a run from Tempo's public request page, which names its
+#: counterparty's address as the requester. No Airflow login may bear this name.
+PUBLIC_TRIGGER = "tempo-public-request-page"
+#: Runs started on a server, by whoever has its shell (``airflow dags trigger``, ``dag.test()``).
+_SERVER_TRIGGERS = frozenset({"cli", "test"})
 
 
 @dataclass(frozen=True)
@@ -122,5 +127,38 @@ def process_of_dag_run(session: Session, dag: Any, dag_run: Any) -> Process:
     template = (
         template_info(dag) if dag is not None else TemplateInfo(dag_run.dag_id, dag_run.dag_id, "", "", None)
     )
-    triggered_by = getattr(dag_run, "triggering_user_name", None)
-    return process_for_run(session, template, dag_run.run_id, dag_run.conf, triggered_by)
+    login = getattr(dag_run, "triggering_user_name", None)
+    conf = _named_parties(session, dag_run, dict(getattr(dag_run, "conf", None) or {}), login)
+    return process_for_run(session, template, dag_run.run_id, conf, login)
+
+
+def _named_parties(session: Session, dag_run: Any, conf: dict[str, Any], login: str | None) -> dict[str, Any]:
+    """The run's conf with the requester and counterparty it may name.
+
+    A run a login started (Airflow's trigger API or UI, Tempo's start form) names someone else only
+    where that login may act for them (``reports.may_act_for``: themself, the people of the units
+    they head); otherwise the requester is the login and no counterparty is named. Runs no login
+    started (the scheduler, another DAG, Tempo's public request page) and runs started on a server
+    are taken as their conf says. A task sees no ``triggered_by``: there a server's run is checked
+    too, which only costs it a requester Airflow's CLI named.
+    """
+    import logging
+
+    from tempo.reports import may_act_for
+
+    triggered_by = getattr(dag_run, "triggered_by", None)
+    if (
+        login is None
+        or login == PUBLIC_TRIGGER
+        or getattr(triggered_by, "value", triggered_by) in _SERVER_TRIGGERS
+    ):
+        return conf
+    log = logging.getLogger(__name__)
+    requester, counterparty = conf.get(REQUESTER_KEY) or login, conf.get(COUNTERPARTY_KEY)
+    if requester != login and not may_act_for(session, login, person=str(requester)):
+        log.warning("[tempo] run %s: %r may not start it for %r", dag_run.run_id, login, requester)
+        conf[REQUESTER_KEY] = login
+    if counterparty is not None and not may_act_for(session, login, counterparty=str(counterparty)):
+        log.warning("[tempo] run %s: %r may not name counterparty %r", dag_run.run_id, login, counterparty)
+        conf.pop(COUNTERPARTY_KEY)
+    return conf

@@ -77,7 +77,7 @@ def test_a_deactivated_manager_manages_nothing(web):
 
     from tempo.store.engine import read_session
     from tempo.store.models import Task
-    from tempo.web.security import may_manage, person_of
+    from tempo.web.policy import may_manage, person_of
 
     task = sandras_task()
     helen = SimpleAuthManagerUser(username="helen", role="user")  # Sandra's manager

@@ -21,6 +21,7 @@ from tempo.store.models import (
     Task,
     TaskStatus,
 )
+from tempo.web.security import csrf_token
 from tests.factories import make_process, make_task
 from tests.web.conftest import auth
 
@@ -170,9 +171,12 @@ def test_a_valid_request_starts_the_process_with_its_files(web, form_token):
     assert page.status_code == 200
     assert "Received" in page.text and "Warranty claim" in page.text and "photo.jpg" in page.text
     assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
-    # Logged-in readers download a request's files through the API.
-    download = web.get(f"/tempo/api/v1/attachments/{files[0].id}", headers=auth("sandra"))
+    # Logged-in readers download a request's files through the API: those who may see the request
+    # (ops and admins, while no step of it is anybody's yet).
+    url = f"/tempo/api/v1/attachments/{files[0].id}"
+    download = web.get(url, headers=auth("admin"))
     assert download.status_code == 200 and download.content in (b"\xff\xd8 photo", b"%PDF invoice")
+    assert web.get(url, headers=auth("sandra")).status_code == 403
 
 
 def test_each_client_is_rate_limited(web, form_token, monkeypatch):
@@ -317,8 +321,8 @@ def test_only_the_counterparty_answers_its_result(web, review):
     assert web.get(f"/tempo/respond/{links.sign(review.id, 'counterparty:GLOBEX')}").status_code == 404
     assert web.get(path_of(links.respond_link(review.id, "GLOBEX")) + "x").status_code == 404
     # Staff cannot answer for the counterparty, not even its responsible specialist.
-    page = web.get(f"/tempo/tasks/{review.id}", headers=auth("sandra"))
-    token = csrf_of(page.text)
+    # (The request is not among those she may see either: her form carries a token minted for her.)
+    token = csrf_token("sandra", f"task:{review.id}")
     refused = web.post(
         f"/tempo/tasks/{review.id}/complete",
         data={"csrf": token, "outcome": "accept"},

@@ -7,6 +7,7 @@ tested) with a plain context.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -23,6 +24,8 @@ from tempo.store.engine import write_session
 from tempo.store.models import Attachment, Process, Task, utcnow
 from tempo.store.processes import refresh_current_step
 from tempo.store.tasks import TaskSpec, open_task
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from tempo.steps.human import HumanStep

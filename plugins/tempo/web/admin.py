@@ -1,4 +1,5 @@
-"""Pages for whoever keeps processes on time: SLA misses, and the email outbox (operators only)."""
+"""Pages for whoever keeps processes on time: SLA misses (of the processes the viewer may see), and
+the email outbox (operators only)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select, update
 
+from tempo import reports
 from tempo.mail.outbox import deliver_pending
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
@@ -20,50 +22,48 @@ from tempo.store.models import (
 )
 from tempo.web import URL_PREFIX
 from tempo.web.common import StoreId, render
-from tempo.web.security import (
-    CurrentUser,
-    check_csrf,
-    csrf_token,
-    is_operator,
-    navigation,
-    require_read,
-    user_name,
-)
+from tempo.web.policy import ScopeDep, SessionDep
+from tempo.web.security import CurrentUser, check_csrf, csrf_token, is_operator, navigation, user_name
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(navigation)])
 
 
 @router.get("/sla")
-def sla_misses(request: Request, user: CurrentUser) -> Response:
-    """Steps past their due date and processes past their deadline, most overdue first."""
-    require_read(user)
+def sla_misses(request: Request, user: CurrentUser, scope: ScopeDep, session: SessionDep) -> Response:
+    """Steps past their due date and processes past their deadline, most overdue first: of the
+    processes ``user`` may see (``reports.visible_processes``)."""
     now = utcnow()
-    with read_session() as session:
-        late_tasks = list(
-            session.scalars(
-                select(Task)
-                .where(
-                    Task.status.in_(list(ACTIVE_TASK_STATUSES)), Task.due_at.is_not(None), Task.due_at < now
-                )
-                .order_by(Task.due_at)
-                .limit(500)
+    visible = select(Process.id).where(reports.visible_processes(scope))
+    late_tasks = list(
+        session.scalars(
+            select(Task)
+            .where(
+                Task.status.in_(list(ACTIVE_TASK_STATUSES)),
+                Task.due_at.is_not(None),
+                Task.due_at < now,
+                Task.process_id.in_(visible),
             )
+            .order_by(Task.due_at)
+            .limit(500)
         )
-        late_ids = select(HistoryEvent.process_id).where(HistoryEvent.kind == "process_overdue")
-        late_processes = list(
-            session.scalars(
-                select(Process)
-                .where(Process.id.in_(late_ids), Process.status == ProcessStatus.RUNNING)
-                .order_by(Process.started_at)
-                .limit(500)
+    )
+    late_ids = select(HistoryEvent.process_id).where(HistoryEvent.kind == "process_overdue")
+    late_processes = list(
+        session.scalars(
+            select(Process)
+            .where(
+                Process.id.in_(late_ids),
+                Process.status == ProcessStatus.RUNNING,
+                reports.visible_processes(scope),
             )
+            .order_by(Process.started_at)
+            .limit(500)
         )
-        titles = {
-            p.id: p.title
-            for p in session.scalars(
-                select(Process).where(Process.id.in_({t.process_id for t in late_tasks}))
-            )
-        }
+    )
+    titles = {
+        p.id: p.title
+        for p in session.scalars(select(Process).where(Process.id.in_({t.process_id for t in late_tasks})))
+    }
     return render(
         request,
         "sla.html",

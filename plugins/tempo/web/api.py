@@ -2,7 +2,8 @@
 
 Invalid input answers 422 with a message per field and changes nothing; acting on a task someone
 else already acted on answers 409 (``FormErrors`` and ``TaskConflict``, answered in ``web/app.py``).
-Each route's dependencies (``web/deps.py``) load the task and check who may read or act on it.
+Each route's dependencies (``web/policy.py``) load the task and check who may read or act on it;
+a write known by the login cookie alone also needs the CSRF token of the page it acts from.
 """
 
 from __future__ import annotations
@@ -10,20 +11,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from tempo import actions
 from tempo.attachments import AttachmentError, add_attachment, read_attachment
 from tempo.forms import FormErrors
-from tempo.store.models import MAX_ID, Attachment, Process, SlaState, TaskStatus
+from tempo.store.models import MAX_ID, SlaState, TaskStatus
 from tempo.web import airflow_data, starting
-from tempo.web.common import StoreId, parse_status_filter, person_inbox, read_upload
-from tempo.web.deps import ActorDep, CommenterDep, OpenTaskDep, ReadableTaskDep, SessionDep, TaskDep
-from tempo.web.security import CurrentUser, person_of, require, require_read, user_name
+from tempo.web.common import parse_status_filter, person_inbox, read_upload
+from tempo.web.policy import (
+    ActorDep,
+    CommenterDep,
+    OpenTaskDep,
+    ReadableAttachmentDep,
+    ReadableTaskDep,
+    SessionDep,
+    TaskDep,
+    api_csrf,
+    person_of,
+)
+from tempo.web.security import CurrentUser, require, require_read, user_name
 
-router = APIRouter(prefix="/api/v1", tags=["Tempo"])
+#: Every write needs the page's CSRF token when only the login cookie says who calls (``api_csrf``).
+router = APIRouter(prefix="/api/v1", tags=["Tempo"], dependencies=[Depends(api_csrf)])
 
 
 #: A task's version as a client saw it (bounded like every id: a bigger one is a 422, not a driver error).
@@ -221,13 +233,7 @@ async def upload(task: TaskDep, actor: ActorDep, file: UploadFile) -> Attachment
 
 
 @router.get("/attachments/{attachment_id}", summary="Download an attachment", response_class=Response)
-def download(attachment_id: StoreId, user: CurrentUser, session: SessionDep) -> Response:
-    attachment = session.get(Attachment, attachment_id)
-    if attachment is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such attachment.")
-    # A file sent with a request belongs to the process, not to a task.
-    process = session.get_one(Process, attachment.process_id)
-    require_read(user, process.dag_id)
+def download(attachment: ReadableAttachmentDep) -> Response:
     return Response(
         read_attachment(attachment),
         media_type="application/octet-stream",

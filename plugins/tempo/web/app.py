@@ -19,7 +19,7 @@ from tempo.store.tasks import TaskConflict
 from tempo.web import URL_PREFIX, admin, api, email_links, pages, public
 from tempo.web import reports as report_routes
 from tempo.web.common import SECURITY_HEADERS, render
-from tempo.web.deps import LinkRefused
+from tempo.web.policy import LinkRefused
 from tempo.web.starting import BusinessKeyTaken
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,15 +85,32 @@ def posted_version(data: dict[str, Any]) -> int | None:
     return int(raw)
 
 
+#: A counterparty's own pages: its request's status and its answer to a result.
+_COUNTERPARTY_LINK = re.compile(rf"{re.escape(URL_PREFIX)}/(?:requests|respond)/")
+
+
+def staff_record(data: dict[str, Any] | None) -> dict[str, Any]:
+    """A process record as staff pages show it (the ``staff_record`` filter of the templates):
+    without any value that carries a counterparty's link, such as the ``status_link`` the request
+    keeps for its emails. Whoever holds that link reads and answers as the counterparty."""
+    return {
+        key: value
+        for key, value in (data or {}).items()
+        if not _COUNTERPARTY_LINK.search(json.dumps(value, default=str))
+    }
+
+
 @functools.cache
 def _environment(folder: str) -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(folder),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["staff_record"] = staff_record
+    return env
 
 
 def render(

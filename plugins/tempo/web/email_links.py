@@ -4,7 +4,7 @@
 links); ``POST`` with the page's CSRF token records the answer as the person the link was made for.
 The token names task, person and purpose, is signed and expires; once the task is closed the link
 shows what happened and accepts nothing. A link that cannot be used is refused by its dependencies
-(``web/deps.py``) with the page "This link cannot be used".
+(``web/policy.py``) with the page "This link cannot be used".
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tempo.web.common import (
     task_view,
     unconfirmed_destructive,
 )
-from tempo.web.deps import (
+from tempo.web.policy import (
     AssignedLinkTaskDep,
     LinkClaimsDep,
     LinkRefused,

@@ -1,6 +1,7 @@
 """Tempo's pages for logged-in Airflow users: inbox, task, process, start catalog and start forms.
 
-Every page depends on Airflow's authentication; every form POST carries a CSRF token; every state
+Every page depends on Airflow's authentication and on the rules of ``web/policy.py`` (who reads,
+acts on or manages a task); every form POST carries a CSRF token; every state
 change goes through ``tempo.actions`` (validated, one compare-and-set), and answers with a redirect
 so a reload never submits twice.
 """
@@ -9,19 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from tempo import actions, required_actions
 from tempo.attachments import AttachmentError, add_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, Process, TaskStatus, utcnow
+from tempo.store.models import ACTIVE_TASK_STATUSES, HistoryEvent, Person, Process, Task, TaskStatus, utcnow
 from tempo.store.tasks import TaskConflict
 from tempo.web import URL_PREFIX, airflow_data, starting
 from tempo.web.common import (
-    StoreId,
+    client_email_errors,
     form_data,
     load_task,
     parse_status_filter,
@@ -32,17 +35,31 @@ from tempo.web.common import (
     task_view,
     unconfirmed_destructive,
 )
+from tempo.web.policy import (
+    ActorDep,
+    CommenterDep,
+    HolderDep,
+    ManagerDep,
+    OpenTaskDep,
+    ReadableProcessDep,
+    ReadableTaskDep,
+    SessionDep,
+    TaskDep,
+    TaskFormDep,
+    done_reading,
+    may_act,
+    may_manage,
+    person_of,
+    start_purpose,
+    task_purpose,
+)
 from tempo.web.routemap import render_route_map
 from tempo.web.security import (
     CurrentUser,
     check_csrf,
     csrf_token,
-    may_act,
-    may_manage,
     navigation,
-    person_of,
     require,
-    require_act,
     require_read,
     user_name,
 )
@@ -129,7 +146,8 @@ def inbox(
 def _task_page(
     request: Request,
     user: Any,
-    task_id: int,
+    session: Session,
+    task_pk: int,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
     status_code: int = 200,
@@ -137,14 +155,15 @@ def _task_page(
     confirm: str | None = None,
     handover: Any = None,
 ) -> Response:
-    with read_session() as session:
-        task = load_task(session, task_id)
-        require_read(user, task.dag_id)
-        view = task_view(session, task)
-        person = person_of(session, user)
-        can_act = may_act(session, person, task)
-        can_manage = may_manage(session, user, person, task)
-        client_email = required_actions.client_email_view(session, task)
+    """The task's page as the task is now (read afresh: an action may just have changed it), for a
+    ``user`` whom a dependency already let read or act on it."""
+    task = load_task(session, task_pk)
+    view = task_view(session, task)
+    person = person_of(session, user)
+    can_act = may_act(session, person, task)
+    can_manage = may_manage(session, user, person, task)
+    client_email = required_actions.client_email_view(session, task)
+    done_reading(session)
     shape = airflow_data.run_shape(task.dag_id, task.run_id)
     states = shape.states
     if task.status not in ACTIVE_TASK_STATUSES and states.get(task.task_id) == "current":
@@ -175,205 +194,217 @@ def _task_page(
             "next_steps": downstream,
             "client_email": client_email,
             "client_email_action": f"{URL_PREFIX}/tasks/{task.id}/email-client",
-            "csrf": csrf_token(subject, f"task:{task.id}"),
+            "csrf": csrf_token(subject, task_purpose(task.id)),
         },
         status_code=status_code,
     )
 
 
+_NOTICES = {
+    "completed": "Thank you: your answer is recorded.",
+    "claimed": "The task is yours now.",
+    "unclaimed": "The task is back in its queue.",
+    "commented": "Comment added.",
+    "attached": "File attached.",
+    "assigned": "The task was handed over.",
+    "emailed": "Your message to the client is on its way.",
+}
+
+
 @router.get("/tasks/{task_id}")
-def task_page(request: Request, task_id: StoreId, user: CurrentUser, done: str | None = None) -> Response:
-    notices = {
-        "completed": "Thank you: your answer is recorded.",
-        "claimed": "The task is yours now.",
-        "unclaimed": "The task is back in its queue.",
-        "commented": "Comment added.",
-        "attached": "File attached.",
-        "assigned": "The task was handed over.",
-        "emailed": "Your message to the client is on its way.",
-    }
-    return _task_page(request, user, task_id, notice=notices.get(done or ""))
+def task_page(
+    request: Request, task: ReadableTaskDep, user: CurrentUser, session: SessionDep, done: str | None = None
+) -> Response:
+    return _task_page(request, user, session, task.id, notice=_NOTICES.get(done or ""))
 
 
 @router.post("/tasks/{task_id}/complete")
-async def complete(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    data = await form_data(request)
-    check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
-    with read_session() as session:
-        task = load_task(session, task_id)
-        if task.status not in ACTIVE_TASK_STATUSES:
-            return _task_page(
-                request,
-                user,
-                task_id,
-                status_code=409,
-                errors={"_form": f"This task is already {task.status.value}."},
-            )
-        person = require_act(session, user, task)
-        answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
-        try:
-            confirm = unconfirmed_destructive(session, task, data, answers)
-        except FormErrors as exc:
-            return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
+def complete(
+    request: Request,
+    data: TaskFormDep,
+    task: OpenTaskDep,
+    person: ActorDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
+    answers = {k: v for k, v in data.items() if k not in _NON_FIELDS}
+    try:
+        confirm = unconfirmed_destructive(session, task, data, answers)
+    except FormErrors as exc:
+        return _task_page(request, user, session, task.id, errors=exc.errors, values=answers, status_code=422)
     if confirm is not None:
-        return _task_page(request, user, task_id, values=answers, confirm=confirm)
+        return _task_page(request, user, session, task.id, values=answers, confirm=confirm)
     try:
         actions.complete(
-            task_id,
+            task.id,
             actor=person.username,
             answers=answers,
             outcome=data.get("outcome") or None,
             expected_version=posted_version(data),
         )
     except FormErrors as exc:
-        return _task_page(request, user, task_id, errors=exc.errors, values=answers, status_code=422)
+        return _task_page(request, user, session, task.id, errors=exc.errors, values=answers, status_code=422)
     except TaskConflict as exc:
-        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=completed")
-
-
-async def _simple_action(
-    request: Request, task_id: int, user: Any, purpose: str
-) -> tuple[dict[str, Any], Any]:
-    data = await form_data(request)
-    check_csrf(data.get("csrf"), user_name(user), f"task:{task_id}")
-    with read_session() as session:
-        task = load_task(session, task_id)
-        require(user, "PUT", "HITL_DETAIL", task.dag_id)
-        person = person_of(session, user)
-        if person is None:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "You are not in Tempo's directory.")
-        if purpose == "act" and not may_act(session, person, task):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "This task is not yours to act on.")
-        if purpose == "holder" and task.claimed_by != person.username:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, "Only the person who claimed the task may unclaim it."
-            )
-        if purpose == "manage" and not may_manage(session, user, person, task):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "Only a manager of this task may reassign it.")
-    return data, person
+        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=completed")
 
 
 @router.post("/tasks/{task_id}/claim")
-async def claim(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    _, person = await _simple_action(request, task_id, user, "act")
+def claim(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: ActorDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
     try:
-        actions.claim(task_id, actor=person.username)
+        actions.claim(task.id, actor=person.username)
     except TaskConflict as exc:
-        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=claimed")
+        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=claimed")
 
 
 @router.post("/tasks/{task_id}/unclaim")
-async def unclaim(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    _, person = await _simple_action(request, task_id, user, "holder")
+def unclaim(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: HolderDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
     try:
-        actions.unclaim(task_id, actor=person.username)
+        actions.unclaim(task.id, actor=person.username)
     except TaskConflict as exc:
-        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=unclaimed")
+        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=unclaimed")
 
 
-async def _hand_over(request: Request, task_id: int, user: Any, purpose: str, kind: str) -> Response:
-    data, person = await _simple_action(request, task_id, user, purpose)
+def _hand_over(
+    request: Request, data: dict[str, Any], task: Task, person: Person, user: Any, session: Session, kind: str
+) -> Response:
     to = str(data.get("to", "")).strip()
     try:
         if not to:
             raise FormErrors({"to": "Choose a person."})
         # The page says whom the task goes to, and hands it over only once that is confirmed.
         if data.get("confirm") != to:
-            with read_session() as session:
-                handover = actions.handover_person(session, to)
-            return _task_page(request, user, task_id, handover=handover)
-        actions.assign(task_id, actor=person.username, to=to, kind=kind)
+            handover = actions.handover_person(session, to)
+            return _task_page(request, user, session, task.id, handover=handover)
+        actions.assign(task.id, actor=person.username, to=to, kind=kind)
     except FormErrors as exc:
-        return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
+        return _task_page(request, user, session, task.id, errors=exc.errors, status_code=422)
     except TaskConflict as exc:
-        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=assigned")
+        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=assigned")
 
 
 @router.post("/tasks/{task_id}/delegate")
-async def delegate(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    return await _hand_over(request, task_id, user, "act", "delegated")
+def delegate(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: ActorDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
+    return _hand_over(request, data, task, person, user, session, "delegated")
 
 
 @router.post("/tasks/{task_id}/reassign")
-async def reassign(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    return await _hand_over(request, task_id, user, "manage", "reassigned")
+def reassign(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: ManagerDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
+    return _hand_over(request, data, task, person, user, session, "reassigned")
 
 
 @router.post("/tasks/{task_id}/email-client")
-async def email_client(request: Request, task_id: int, user: CurrentUser) -> Response:
-    data, person = await _simple_action(request, task_id, user, "act")
+def email_client(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: ActorDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
     values = {"client_subject": str(data.get("subject", "")), "client_text": str(data.get("text", ""))}
     try:
         actions.email_client(
-            task_id, actor=person.username, subject=values["client_subject"], text=values["client_text"]
+            task.id, actor=person.username, subject=values["client_subject"], text=values["client_text"]
         )
     except FormErrors as exc:
-        errors = {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
-        return _task_page(request, user, task_id, errors=errors, values=values, status_code=422)
+        errors = client_email_errors(exc)
+        return _task_page(request, user, session, task.id, errors=errors, values=values, status_code=422)
     except TaskConflict as exc:
-        return _task_page(request, user, task_id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=emailed")
+        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=emailed")
 
 
 @router.post("/tasks/{task_id}/comment")
-async def comment(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    data, person = await _simple_action(request, task_id, user, "read")
+def comment(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: CommenterDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
     try:
-        actions.comment(task_id, actor=person.username, text=str(data.get("text", "")))
+        actions.comment(task.id, actor=person.username, text=str(data.get("text", "")))
     except FormErrors as exc:
-        return _task_page(request, user, task_id, errors=exc.errors, status_code=422)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=commented")
+        return _task_page(request, user, session, task.id, errors=exc.errors, status_code=422)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=commented")
 
 
 @router.post("/tasks/{task_id}/attachments")
-async def attach(request: Request, task_id: StoreId, user: CurrentUser) -> Response:
-    form = await request.form()
-    check_csrf(str(form.get("csrf") or ""), user_name(user), f"task:{task_id}")
-    upload = form.get("file")
-    with read_session() as session:
-        task = load_task(session, task_id)
-        person = require_act(session, user, task)
-    if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
-        return _task_page(request, user, task_id, errors={"file": "Choose a file."}, status_code=422)
-    data = await read_upload(upload)  # type: ignore[arg-type]
+async def attach(
+    request: Request,
+    data: TaskFormDep,
+    task: TaskDep,
+    person: ActorDep,
+    user: CurrentUser,
+    session: SessionDep,
+) -> Response:
+    upload = data.get("file")
+    if not isinstance(upload, UploadFile):
+        return _task_page(request, user, session, task.id, errors={"file": "Choose a file."}, status_code=422)
+    content = await read_upload(upload)
     try:
         add_attachment(
-            task_id,
+            task.id,
             actor=person.username,
-            filename=getattr(upload, "filename", None) or "file",
-            content_type=getattr(upload, "content_type", None) or "",
-            data=data,
+            filename=upload.filename or "file",
+            content_type=upload.content_type or "",
+            data=content,
         )
     except AttachmentError as exc:
-        return _task_page(request, user, task_id, errors={"file": str(exc)}, status_code=422)
-    return _see(f"{URL_PREFIX}/tasks/{task_id}?done=attached")
+        return _task_page(request, user, session, task.id, errors={"file": str(exc)}, status_code=422)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=attached")
 
 
 @router.get("/processes/{process_id}")
 def process_page(
-    request: Request, process_id: StoreId, user: CurrentUser, started: str | None = None
+    request: Request,
+    process: ReadableProcessDep,
+    user: CurrentUser,
+    session: SessionDep,
+    started: str | None = None,
 ) -> Response:
-    from tempo.store.models import HistoryEvent, Task
-
-    with read_session() as session:
-        process = session.get(Process, process_id)
-        if process is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"Process {process_id} does not exist.")
-        require_read(user, process.dag_id)
-        tasks = list(
-            session.scalars(select(Task).where(Task.process_id == process_id).order_by(Task.created_at))
+    tasks = list(session.scalars(select(Task).where(Task.process_id == process.id).order_by(Task.created_at)))
+    events = list(
+        session.scalars(
+            select(HistoryEvent)
+            .where(HistoryEvent.process_id == process.id)
+            .order_by(HistoryEvent.at, HistoryEvent.id)
         )
-        events = list(
-            session.scalars(
-                select(HistoryEvent)
-                .where(HistoryEvent.process_id == process_id)
-                .order_by(HistoryEvent.at, HistoryEvent.id)
-            )
-        )
+    )
+    done_reading(session)
     shape = airflow_data.run_shape(process.dag_id, process.run_id)
     return render(
         request,
@@ -422,7 +453,7 @@ def _start_page(
             "errors": errors or {},
             "values": values or {},
             "taken": taken,
-            "csrf": csrf_token(user_name(user), f"start:{template.dag_id}"),
+            "csrf": csrf_token(user_name(user), start_purpose(template.dag_id)),
         },
         status_code=status_code,
     )
@@ -438,7 +469,7 @@ def start_form(request: Request, dag_id: str, user: CurrentUser) -> Response:
 async def start(request: Request, dag_id: str, user: CurrentUser) -> Response:
     require(user, "POST", "RUN", dag_id)
     data = await form_data(request)
-    check_csrf(data.get("csrf"), user_name(user), f"start:{dag_id}")
+    check_csrf(data.get("csrf"), user_name(user), start_purpose(dag_id))
     template = _template_or_404(dag_id)
     # The warning's button: the person saw the processes with this business key and wants another.
     allow_same_key = data.pop(START_ANOTHER, None) == "yes"

@@ -26,21 +26,19 @@ from tempo import actions, config, links, ratelimit
 from tempo.attachments import AttachmentError, add_attachment, add_process_attachment, check_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
-from tempo.runs import REQUESTER_KEY, process_for_run
+from tempo.runs import PUBLIC_TRIGGER, REQUESTER_KEY, process_for_run
 from tempo.store.engine import write_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, HistoryEvent, Process, ProcessStatus, Task
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
 from tempo.web.common import read_upload, render
-from tempo.web.deps import RespondClaimsDep, RespondTaskDep, SessionDep, StatusProcessDep, respond_task
+from tempo.web.policy import RespondClaimsDep, RespondTaskDep, SessionDep, StatusProcessDep, respond_task
 from tempo.web.security import check_csrf, csrf_token
 
 router = APIRouter(include_in_schema=False)
 
 #: The process a public request starts.
 REQUEST_DAG_ID = "customer_request"
-#: Who Airflow records as having triggered a run from the public page.
-PUBLIC_TRIGGER = "tempo-public-request-page"
 MAX_FILES = 10
 STAGES = {
     None: "Received",
@@ -274,9 +272,9 @@ def request_status(request: Request, process: StatusProcessDep, session: Session
             ],
             "type_name": type_name,
             "files": files,
-            "respond": links.respond_link(waiting.id, process.counterparty_code or "").removeprefix(
-                config.base_url()
-            )
+            "respond": links.respond_link(
+                waiting.id, process.counterparty_code or "", signed_at=waiting.created_at
+            ).removeprefix(config.base_url())
             if waiting is not None
             else None,
         },

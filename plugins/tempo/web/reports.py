@@ -31,7 +31,8 @@ from tempo.store.models import utcnow
 from tempo.web import URL_PREFIX
 from tempo.web.charts import Bar, bar_chart
 from tempo.web.common import render
-from tempo.web.security import CurrentUser, is_operator, navigation, person_of, require_read, user_name
+from tempo.web.policy import viewer_scope
+from tempo.web.security import CurrentUser, navigation, require_read, user_name
 
 pages = APIRouter(prefix="/reports", include_in_schema=False, dependencies=[Depends(navigation)])
 api = APIRouter(prefix="/api/v1/reports", tags=["Reports"])
@@ -74,8 +75,7 @@ class Viewer:
 def viewer(user: Any) -> Iterator[Viewer]:
     require_read(user)
     with read_session() as session:
-        person = person_of(session, user)
-        scope = reports.scope_for(session, person.username if person else None, admin=is_operator(user))
+        scope = viewer_scope(session, user)
         try:
             yield Viewer(session=session, scope=scope, name=user_name(user), now=utcnow())
         except ReportError as exc:

@@ -1,10 +1,10 @@
-"""Who is asking, and what they may do.
+"""Who is asking, what Airflow lets them do, and the CSRF tokens of Tempo's forms.
 
 Logged-in routes authenticate through Airflow's own dependency (bearer JWT or the UI's ``_token``
 cookie: 401 without one) and ask Airflow's auth manager, with the same questions Airflow asks for
 its human-in-the-loop responses: reading a task is GET on the DAG's ``HITL_DETAIL``, acting on it is
-PUT, starting a process is POST on the DAG's ``RUN``. Tempo then adds its own rule: only the person
-a task is assigned to (or a member of its queue) acts on it; a manager reassigns it.
+PUT, starting a process is POST on the DAG's ``RUN``. Tempo's own rules on top (who sees which
+process, who acts on which task) are in ``web/policy.py``.
 
 HTML forms carry a CSRF token: an HMAC over (user, purpose, task) with a short lifetime. A
 cross-site form could ride on the login cookie; it cannot forge that token.
@@ -17,10 +17,8 @@ from typing import Any
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import HTTPException, Request, status
 from itsdangerous import BadSignature
-from sqlalchemy.orm import Session
 
-from tempo import directory, links
-from tempo.store.models import ACTIVE_TASK_STATUSES, Person, Task, TaskStatus
+from tempo import links
 
 CSRF_MAX_AGE = 12 * 3600
 _CSRF_MESSAGE = "The form expired or did not come from Tempo; reload it."
@@ -58,68 +56,6 @@ def require(user: Any, method: str, entity_name: str, dag_id: str | None) -> Non
 
 def require_read(user: Any, dag_id: str | None = None) -> None:
     require(user, "GET", "HITL_DETAIL", dag_id)
-
-
-def person_of(session: Session, user: Any) -> Person | None:
-    """The active Tempo person behind an Airflow user: the same username, else the email address
-    the auth manager keeps for the account (never one read out of the user's chosen name).
-
-    An address two people share maps to nobody, and a deactivated person is nobody.
-    """
-    person = directory.get_person(session, user_name(user))
-    if person is None:
-        email = getattr(user, "email", None)
-        if isinstance(email, str) and email:
-            person = directory.person_by_email(session, email)
-    return person if person is not None and person.active else None
-
-
-def may_act(session: Session, person: Person | None, task: Task) -> bool:
-    """Tempo's own rule: the assignee, the claimer, or a member of the task's queue.
-
-    A task with no assignee and no queue belongs to nobody until a manager gives it to someone.
-    """
-    if person is None or not person.active or task.status not in ACTIVE_TASK_STATUSES:
-        return False
-    if task.status == TaskStatus.CLAIMED:
-        return task.claimed_by == person.username
-    if task.assignee:
-        return task.assignee == person.username
-    if task.candidate_role is None and task.candidate_unit is None:
-        return False
-    in_role = task.candidate_role is None or task.candidate_role in directory.roles_of(
-        session, person.username
-    )
-    in_unit = task.candidate_unit is None or person.unit_code == task.candidate_unit
-    return in_role and in_unit
-
-
-def may_manage(session: Session, user: Any, person: Person | None, task: Task) -> bool:
-    """Reassigning is for heads of the task's unit, the holder's manager, and Airflow's ops and admins."""
-    if is_operator(user):
-        return True
-    if person is None or not person.active:
-        return False
-    holder = task.claimed_by or task.assignee
-    if holder:
-        manager = directory.manager_of(session, holder)
-        if manager is not None and manager.username == person.username:
-            return True
-    unit = task.candidate_unit
-    if unit is None and holder:
-        holder_person = directory.get_person(session, holder)
-        unit = holder_person.unit_code if holder_person else None
-    head = directory.head_of_unit(session, unit) if unit else None
-    return head is not None and head.username == person.username
-
-
-def require_act(session: Session, user: Any, task: Task) -> Person:
-    require(user, "PUT", "HITL_DETAIL", task.dag_id)
-    person = person_of(session, user)
-    if not may_act(session, person, task):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "This task is not yours to act on.")
-    assert person is not None
-    return person
 
 
 # --- CSRF ------------------------------------------------------------------------------------------
