@@ -220,7 +220,7 @@ def test_every_api_write_needs_the_csrf_token_with_the_cookie(web):
 
 def _requested(login, conf, triggered_by="rest_api") -> tuple[str | None, str | None]:
     """The process row a run gets, started by ``login`` through Airflow with ``conf``."""
-    from tempo.steps.work import process_for_run
+    from tempo.runs import process_of_dag_run
 
     dag_run = SimpleNamespace(
         dag_id="demo",
@@ -230,7 +230,7 @@ def _requested(login, conf, triggered_by="rest_api") -> tuple[str | None, str | 
         triggered_by=SimpleNamespace(value=triggered_by) if triggered_by else None,
     )
     with write_session() as session:
-        process = process_for_run(session, None, dag_run)
+        process = process_of_dag_run(session, None, dag_run)
         return process.requester, process.counterparty_code
 
 
