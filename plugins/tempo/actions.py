@@ -7,6 +7,7 @@ compare-and-set, so of concurrent or repeated submissions exactly one applies an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tempo import required_actions
-from tempo.attachments import too_big
+from tempo.attachments import Upload, stage, too_big, write_content
 from tempo.directory import get_person
 from tempo.forms import UNSAFE_CHARACTERS_MESSAGE, Form, FormErrors, has_unsafe_characters
 from tempo.store.engine import write_session
@@ -37,8 +38,13 @@ def complete(
     outcome: str | None = None,
     expected_version: int | None = None,
     wake: bool = True,
+    uploads: Mapping[str, Sequence[Upload]] | None = None,
 ) -> Completed:
     """Validate ``answers`` against the task's own form and record them as ``actor``'s.
+
+    ``uploads`` are files sent with the answer, by ``File`` field: they become the task's
+    attachments and the field's answer, in the same transaction as the completion, so a refused or
+    lost answer leaves no file behind.
 
     Raises ``FormErrors`` (field -> message; ``"outcome"`` for a bad outcome, ``"required_action"``
     while the step's required action is not done; a ``File`` field naming another process's file or
@@ -47,6 +53,12 @@ def complete(
     """
     with write_session() as session:
         task = get_task(session, task_id)
+        staged = {
+            name: [stage(session, task.process_id, task.id, actor=actor, upload=u) for u in files]
+            for name, files in (uploads or {}).items()
+            if files
+        }
+        answers = {**answers, **{name: [a.id for a in files] for name, files in staged.items()}}
         problems: dict[str, str] = {}
         form = Form.from_schema(task.form_schema)
         try:
@@ -70,6 +82,9 @@ def complete(
         done = complete_task(
             session, task.id, actor=actor, result=result, outcome=outcome, expected_version=expected_version
         )
+        for name, files in staged.items():
+            for attachment, upload in zip(files, (uploads or {})[name], strict=True):
+                write_content(attachment, upload)
         refresh_current_step(session, done.process_id)
     woke = False
     if wake:
@@ -128,8 +143,11 @@ def assign(task_id: int, *, actor: str, to: str, kind: str, expected_version: in
     if has_unsafe_characters(to) or len(to) > 250:
         raise FormErrors({"to": f"{to!r} is not in the directory."})
     with write_session() as session:
-        if get_person(session, to) is None:
+        person = get_person(session, to)
+        if person is None:
             raise FormErrors({"to": f"{to!r} is not in the directory."})
+        if not person.active:
+            raise FormErrors({"to": f"{to!r} is deactivated: choose someone active."})
         return assign_task(session, task_id, actor=actor, to=to, kind=kind, expected_version=expected_version)
 
 

@@ -283,6 +283,22 @@ def test_a_dispute_needs_a_claim_and_keeps_its_files(web, review):
     assert "disputed" in web.get(url).text
 
 
+def test_a_refused_dispute_keeps_no_file(web, review, tmp_path, monkeypatch):
+    # The form refuses the claim (too long) only once the answer is validated, after the page's checks.
+    monkeypatch.setenv("AIRFLOW__TEMPO__ATTACHMENTS_PATH", f"file://{tmp_path / 'files'}")
+    url = path_of(links.respond_link(review.id, "GLOBEX"))
+    token = csrf_of(web.get(url).text)
+    before, counts = task_state(review.id), store_counts()
+    refused = web.post(
+        url,
+        data={"csrf": token, "outcome": "dispute", "claim": "x" * 5001},
+        files=[("claim_files", ("leak.jpg", b"\xff\xd8 leak", "image/jpeg"))],
+    )
+    assert refused.status_code == 422 and 'id="error-claim"' in refused.text
+    assert task_state(review.id) == before and store_counts() == counts
+    assert [p for p in (tmp_path / "files").rglob("*") if p.is_file()] == []
+
+
 def test_accepting_needs_no_claim(web, review):
     url = path_of(links.respond_link(review.id, "GLOBEX"))
     token = csrf_of(web.get(url).text)

@@ -13,17 +13,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
 from tempo import actions, config, links, ratelimit
-from tempo.attachments import AttachmentError, add_attachment, add_process_attachment, check_upload
+from tempo.attachments import AttachmentError, Upload, received, store_process_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.forms import Email, Form, FormErrors, Text
 from tempo.steps.process import REQUESTER_KEY, process_title
@@ -32,7 +32,7 @@ from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, Process, Proces
 from tempo.store.processes import ensure_process
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import read_upload, render
+from tempo.web.common import render
 from tempo.web.deps import RespondClaimsDep, RespondTaskDep, SessionDep, StatusProcessDep, respond_task
 from tempo.web.security import check_csrf, csrf_token
 
@@ -113,28 +113,23 @@ def request_page(request: Request, type_code: str) -> Response:
     return _form_page(request, _request_type(type_code))
 
 
-@dataclass(frozen=True)
-class Upload:
-    filename: str
-    content_type: str
-    data: bytes
-
-
 async def _uploads(form: FormData, name: str, errors: dict[str, str]) -> list[Upload]:
-    """The files sent as ``name``, read and checked; a problem lands in ``errors[name]``."""
+    """The files sent as ``name``, measured and checked where they were spooled; a problem lands in
+    ``errors[name]``."""
     files = [f for f in form.getlist(name) if isinstance(f, UploadFile) and f.filename]
     if len(files) > MAX_FILES:
         errors[name] = f"Attach at most {MAX_FILES} files."
         return []
     uploads = []
     for file in files:
-        data = await read_upload(file)
         try:
-            check_upload(data)
+            upload = await run_in_threadpool(
+                received, file.filename or "file", file.content_type or "", file.file
+            )
         except AttachmentError as exc:
             errors[name] = f"{file.filename}: {exc}"
             return []
-        uploads.append(Upload(file.filename or "file", file.content_type or "", data))
+        uploads.append(upload)
     return uploads
 
 
@@ -224,13 +219,7 @@ async def register(request: Request, type_code: str) -> Response:
         )
         process_id = process.id
     for upload in uploads:
-        add_process_attachment(
-            process_id,
-            actor=clean["email"],
-            filename=upload.filename,
-            content_type=upload.content_type,
-            data=upload.data,
-        )
+        store_process_upload(process_id, actor=clean["email"], upload=upload)
     return RedirectResponse(links.request_status_path(process_id), status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -364,17 +353,16 @@ async def respond(request: Request, token: str, claims: RespondClaimsDep, sessio
         return _respond_page(
             request, session, token, claims, task, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT
         )
-    # Files first (a claim names them), then the answer: one compare-and-set, one winner.
-    ids = [
-        add_attachment(
-            task.id, actor=claims.username, filename=u.filename, content_type=u.content_type, data=u.data
-        ).id
-        for u in uploads
-    ]
-    answers = {"claim": claim or None, "claim_files": ids or None} if outcome == "dispute" else {}
+    # The files become the claim's with the answer, in its transaction: one compare-and-set, one winner.
+    answers = {"claim": claim or None} if outcome == "dispute" else {}
     try:
         done = actions.complete(
-            task.id, actor=claims.username, answers=answers, outcome=outcome, expected_version=task.version
+            task.id,
+            actor=claims.username,
+            answers=answers,
+            outcome=outcome,
+            expected_version=task.version,
+            uploads={"claim_files": uploads},
         )
     except FormErrors as exc:  # the page again, as the task is now
         refused = respond_task(claims, session)
