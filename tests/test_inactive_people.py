@@ -113,3 +113,15 @@ def test_an_escalation_skips_a_deactivated_manager_and_person(directory):
     assert outbox_to(task.id) == [("olga@example.com", "[Tempo] Escalated: Do the thing")]
     with read_session() as session:
         assert session.get_one(Task, task.id).assignee == "sandra"  # not handed to Fiona
+
+
+def test_a_missed_deadline_of_a_deactivated_owner_goes_to_their_manager(directory):
+    from tempo.deadlines import record_miss
+    from tempo.store.models import ProcessStatus
+
+    deactivate("sandra", "helen")  # the owner and the requester's manager: Olga, above both
+    with write_session() as session:
+        process = make_process(session, requester="sandra")
+        process.status = ProcessStatus.RUNNING
+    keys = record_miss(process.dag_id, process.run_id, "sandra")
+    assert keys == [f"deadline:{process.id}:olga"]
