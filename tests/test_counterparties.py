@@ -183,3 +183,14 @@ def test_migration_gives_each_address_to_its_first_card(store_url):
     with get_engine(store_url).connect() as connection:
         rows = dict(connection.execute(text("SELECT code, email_key FROM tempo_counterparty")).all())
     assert rows == {"A1": "same@x.example", "B2": None, "C3": None}
+
+
+@pytest.mark.parametrize(
+    "email", ["help@initech.example\r\nBcc: victim@example.com", "a@b.example, c@d.example"]
+)
+def test_an_address_mail_cannot_go_to_gets_no_card(directory, email):
+    # A run's conf is anybody's to write (Airflow's trigger API): the card refuses what it cannot mail.
+    before = card_count()
+    with write_session() as session, pytest.raises(ValueError, match="is not an email address"):
+        find_or_create(session, name="Initech GmbH", email=email)
+    assert card_count() == before

@@ -111,3 +111,18 @@ def test_smtp_down_keeps_the_message_and_records_the_error(store, monkeypatch):
     assert row.status == OutboxStatus.PENDING and row.attempts == 1
     assert row.last_error and "Error" in row.last_error
     assert row.next_attempt_at > row.created_at
+
+
+def test_a_message_that_cannot_be_built_fails_with_its_error_and_the_sweep_goes_on(store, smtp):
+    with write_session() as session:
+        enqueue(session, dedup_key="bad", to=["a@example.com\r\nBcc: victim@example.com"], mail=_mail("bad"))
+        enqueue(session, dedup_key="good", to=["sandra@example.com"], mail=_mail("good"))
+    report = deliver_pending()
+    assert (report.sent, report.failed, report.retrying) == (1, 1, 0)
+    (caught,) = smtp.wait_for(1, timeout=10)
+    assert caught.subject == "good" and caught.envelope_to == ("sandra@example.com",)
+    with read_session() as session:
+        bad = session.scalars(select(OutboxMessage).where(OutboxMessage.dedup_key == "bad")).one()
+    assert bad.status == OutboxStatus.FAILED and bad.lease_until is None
+    assert bad.last_error and "linefeed or carriage return" in bad.last_error
+    assert deliver_pending().failed == 0  # given up on: not tried again by the next sweeps

@@ -50,3 +50,13 @@ def test_concurrent_hits_never_exceed_the_limit(store):
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(allowed) == [False] * 6 + [True] * 4
+
+
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64():
+    from tempo.ratelimit import network_of
+
+    assert network_of("192.0.2.7") == "192.0.2.7"
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert network_of("2001:db8:1:3::1") != network_of("2001:db8:1:2::1")
+    assert network_of("::ffff:192.0.2.7") == "192.0.2.7"
+    assert network_of("testclient") == "testclient"

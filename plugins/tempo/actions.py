@@ -7,6 +7,7 @@ compare-and-set, so of concurrent or repeated submissions exactly one applies an
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tempo import required_actions
-from tempo.attachments import too_big
+from tempo.attachments import Upload, stage, too_big, write_content
 from tempo.directory import get_person
 from tempo.forms import (
     UNSAFE_CHARACTERS_MESSAGE,
@@ -43,18 +44,32 @@ def complete(
     outcome: str | None = None,
     expected_version: int | None = None,
     wake: bool = True,
+    uploads: Mapping[str, Sequence[Upload]] | None = None,
 ) -> Completed:
     """Validate ``answers`` against the task's own form and record them as ``actor``'s.
+
+    ``uploads`` are files sent with the answer, by ``File`` field: they become the task's
+    attachments and the field's answer, in the same transaction as the completion, so a refused or
+    lost answer leaves no file behind.
 
     Raises ``FormErrors`` (see ``check_answers``), ``TaskNotFound`` or ``TaskConflict``. With
     ``wake``, the waiting step is resumed at once when Airflow is reachable.
     """
     with write_session() as session:
         task = get_task(session, task_pk)
+        staged = {
+            name: [stage(session, task.process_id, task.id, actor=actor, upload=u) for u in files]
+            for name, files in (uploads or {}).items()
+            if files
+        }
+        answers = {**answers, **{name: [a.id for a in files] for name, files in staged.items()}}
         result = check_answers(session, task, answers, outcome)
         done = complete_task(
             session, task.id, actor=actor, result=result, outcome=outcome, expected_version=expected_version
         )
+        for name, files in staged.items():
+            for attachment, upload in zip(files, (uploads or {})[name], strict=True):
+                write_content(attachment, upload)
         refresh_current_step(session, done.process_id)
     woke = False
     if wake:
@@ -149,6 +164,8 @@ def handover_person(session: Session, to: str) -> Person:
     person = None if has_unsafe_characters(to) or len(to) > 250 else get_person(session, to)
     if person is None:
         raise FormErrors({"to": f"{to!r} is not in the directory."})
+    if not person.active:
+        raise FormErrors({"to": f"{to!r} is deactivated: choose someone active."})
     return person
 
 

@@ -58,7 +58,7 @@ class Resolved:
         if self.contacts:
             return list(self.contacts)
         if self.assignee:
-            person = directory.get_person(session, self.assignee)
+            person = directory.active_person(session, self.assignee)
             return [person] if person is not None else []
         people = directory.people_with_role(session, self.role) if self.role else []
         if self.unit:
@@ -79,8 +79,11 @@ class Person(Assignment):
     def resolve(self, session: Session, process: Process, context: Any = None) -> Resolved:
         from tempo import directory
 
-        if directory.get_person(session, self.username) is None:
+        person = directory.get_person(session, self.username)
+        if person is None:
             raise AssignmentError(f"person {self.username!r} is not in the directory")
+        if not person.active:
+            raise AssignmentError(f"person {self.username!r} is deactivated in the directory")
         return Resolved(assignee=self.username)
 
 
@@ -131,7 +134,7 @@ class RequesterManager(Assignment):
             raise AssignmentError("the process has no requester, so no requester's manager")
         manager = directory.manager_of(session, process.requester)
         if manager is None:
-            raise AssignmentError(f"{process.requester!r} has no manager in the directory")
+            raise AssignmentError(f"{process.requester!r} has no active manager in the directory")
         return Resolved(assignee=manager.username)
 
 
@@ -144,7 +147,9 @@ class CounterpartyResponsible(Assignment):
             raise AssignmentError("the process has no counterparty")
         person = directory.responsible_for(session, process.counterparty_code)
         if person is None:
-            raise AssignmentError(f"nobody is responsible for counterparty {process.counterparty_code!r}")
+            raise AssignmentError(
+                f"nobody active is responsible for counterparty {process.counterparty_code!r}"
+            )
         return Resolved(assignee=person.username)
 
 
@@ -177,7 +182,7 @@ class CounterpartyContact(Assignment):
 @dataclass(frozen=True)
 class HeadOfUnit(Assignment):
     """The head of the unit of whoever ``of`` names (one person); when that person heads the unit
-    themselves, the head of the nearest unit above."""
+    themselves, or the head is deactivated, the active head of the nearest unit above."""
 
     of: Assignment
 
@@ -193,8 +198,9 @@ class HeadOfUnit(Assignment):
             unit = directory.get_unit(session, unit_code)
             if unit is None:
                 break
-            if unit.head_username and unit.head_username != inner.assignee:
-                return Person(unit.head_username).resolve(session, process)
+            head = directory.active_person(session, unit.head_username) if unit.head_username else None
+            if head is not None and head.username != inner.assignee:
+                return Resolved(assignee=head.username)
             unit_code = unit.parent_code
         raise AssignmentError(f"nobody heads a unit above {inner.assignee!r}")
 

@@ -1,20 +1,26 @@
 """Attachments: metadata in the store, content under ``[tempo] attachments_path``.
 
 Content goes through Airflow's ObjectStoragePath, so the same code writes to a local folder by
-default and to S3 or GCS in production. A file is written first and recorded second, under a name
-derived from its content hash: a failed write leaves no row, a failed row leaves at most an unused
-file, and the stored name never comes from user input.
+default and to S3 or GCS in production. A file is checked before anything is written, then recorded
+and written in one transaction, under a name derived from its content hash: a failed write leaves no
+row, a failed commit leaves at most an unused file, and the stored name never comes from user input.
+Content is read and copied in chunks, never held whole in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
-from typing import Any
+import shutil
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from sqlalchemy.orm import Session
 
 from tempo import config
 from tempo.forms import MAX_ATTACHMENT_BYTES, size_text
-from tempo.store.engine import read_session, write_session
+from tempo.store.engine import write_session
 from tempo.store.models import Attachment
 from tempo.store.tasks import get_task, record_event
 
@@ -42,59 +48,100 @@ def too_big(max_bytes: int) -> str:
     return f"Files may be at most {size_text(max_bytes)}."
 
 
-def check_upload(data: bytes) -> None:
-    """Raise ``AttachmentError`` for content that may not be stored (before anything is written)."""
-    if not data:
+#: Content is hashed and copied this much at a time: an upload is never held whole in memory.
+CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A received file that may be stored: its content in a (spooled temporary) file, measured."""
+
+    filename: str
+    content_type: str
+    content: BinaryIO
+    size: int
+    sha256: str
+
+
+def received(filename: str, content_type: str, content: BinaryIO) -> Upload:
+    """``content`` measured and hashed in chunks; ``AttachmentError`` for what may not be stored
+    (empty, or bigger than Tempo stores), found before anything is written."""
+    digest, size = hashlib.sha256(), 0
+    content.seek(0)
+    while chunk := content.read(CHUNK_BYTES):
+        size += len(chunk)
+        if size > MAX_ATTACHMENT_BYTES:
+            raise AttachmentError(too_big(MAX_ATTACHMENT_BYTES))
+        digest.update(chunk)
+    if not size:
         raise AttachmentError("The file is empty.")
-    if len(data) > MAX_ATTACHMENT_BYTES:
-        raise AttachmentError(too_big(MAX_ATTACHMENT_BYTES))
+    return Upload(filename, content_type, content, size, digest.hexdigest())
 
 
 def add_attachment(task_pk: int, *, actor: str, filename: str, content_type: str, data: bytes) -> Attachment:
-    check_upload(data)
-    with read_session() as session:
+    upload = received(filename, content_type, io.BytesIO(data))
+    with write_session() as session:
         process_id = get_task(session, task_pk).process_id
-    return _store(process_id, task_pk, actor=actor, filename=filename, content_type=content_type, data=data)
+        attachment = stage(session, process_id, task_pk, actor=actor, upload=upload)
+        write_content(attachment, upload)
+        return attachment
 
 
 def add_process_attachment(
     process_id: int, *, actor: str, filename: str, content_type: str, data: bytes
 ) -> Attachment:
     """A file that belongs to the process rather than one of its tasks (sent with a request)."""
-    check_upload(data)
-    return _store(process_id, None, actor=actor, filename=filename, content_type=content_type, data=data)
+    upload = received(filename, content_type, io.BytesIO(data))
+    return store_process_upload(process_id, actor=actor, upload=upload)
 
 
-def _store(
-    process_id: int, task_pk: int | None, *, actor: str, filename: str, content_type: str, data: bytes
-) -> Attachment:
-    digest = hashlib.sha256(data).hexdigest()
-    target = _root() / str(process_id) / digest
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as handle:
-        handle.write(data)
+def store_process_upload(process_id: int, *, actor: str, upload: Upload) -> Attachment:
     with write_session() as session:
-        attachment = Attachment(
-            process_id=process_id,
-            task_id=task_pk,
-            filename=clean_filename(filename),
-            content_type=(content_type or "application/octet-stream")[:255],
-            size=len(data),
-            sha256=digest,
-            storage_uri=str(target),
-            uploaded_by=actor,
-        )
-        session.add(attachment)
-        session.flush()
-        record_event(
-            session,
-            process_id=process_id,
-            task_id=task_pk,
-            kind="attached",
-            actor=actor,
-            details={"attachment": attachment.id, "filename": attachment.filename},
-        )
+        attachment = stage(session, process_id, None, actor=actor, upload=upload)
+        write_content(attachment, upload)
         return attachment
+
+
+def stage(
+    session: Session, process_id: int, task_pk: int | None, *, actor: str, upload: Upload
+) -> Attachment:
+    """The upload's row and history event in the caller's transaction (flushed: it has its id).
+
+    Its content is written by ``write_content`` once the caller keeps it, still inside the
+    transaction: an answer refused after staging leaves neither a row nor a file.
+    """
+    target = _root() / str(process_id) / upload.sha256
+    attachment = Attachment(
+        process_id=process_id,
+        task_id=task_pk,
+        filename=clean_filename(upload.filename),
+        content_type=(upload.content_type or "application/octet-stream")[:255],
+        size=upload.size,
+        sha256=upload.sha256,
+        storage_uri=str(target),
+        uploaded_by=actor,
+    )
+    session.add(attachment)
+    session.flush()
+    record_event(
+        session,
+        process_id=process_id,
+        task_id=task_pk,
+        kind="attached",
+        actor=actor,
+        details={"attachment": attachment.id, "filename": attachment.filename},
+    )
+    return attachment
+
+
+def write_content(attachment: Attachment, upload: Upload) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    target = ObjectStoragePath(attachment.storage_uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    upload.content.seek(0)
+    with target.open("wb") as handle:
+        shutil.copyfileobj(upload.content, handle, CHUNK_BYTES)
 
 
 def read_attachment(attachment: Attachment) -> bytes:

@@ -114,6 +114,11 @@ OPTIONS: tuple[Option, ...] = (
         "10",
         "Requests one client may register per hour on the public request page (0 turns the page off).",
     ),
+    Option(
+        "public_request_max_mb",
+        "25",
+        "The largest request the public request page reads, files included, in MB (413 beyond).",
+    ),
 )
 
 _DEFAULTS = {option.key: option.default for option in OPTIONS}
@@ -211,6 +216,10 @@ def catalog_file() -> str:
 
 def public_requests_per_hour() -> int:
     return int(_get("public_requests_per_hour", _DEFAULTS["public_requests_per_hour"]))
+
+
+def public_request_max_bytes() -> int:
+    return int(_get("public_request_max_mb", _DEFAULTS["public_request_max_mb"])) * 1024 * 1024
 
 
 def default_calendar() -> WorkingCalendar:

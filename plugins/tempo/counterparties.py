@@ -20,6 +20,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tempo.directory import active_person
+from tempo.forms import is_email_address
 from tempo.store.models import Counterparty, Person, PersonRole, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,12 +65,16 @@ def find_or_create(
 ) -> tuple[Counterparty, bool]:
     """The counterparty's card and whether this call created it.
 
-    A card without a responsible person gets the least busy holder of ``specialist_role``.
+    A card without an active responsible person gets the least busy holder of ``specialist_role``. Raises
+    ``ValueError`` for an address mail cannot go to (a run's conf is anybody's to write).
     """
+    if not is_email_address(email.strip()):
+        raise ValueError(f"{email!r} is not an email address")
     for attempt in range(3):
         card = find_by_email(session, email)
         if card is not None:
-            if card.responsible_username is None and specialist_role:
+            responsible = card.responsible_username
+            if specialist_role and (not responsible or active_person(session, responsible) is None):
                 card.responsible_username = least_busy_holder(session, specialist_role)
             return card, False
         card = Counterparty(

@@ -42,12 +42,13 @@ async def process_overdue(context: dict[str, Any], owner: str = "") -> None:
 
 
 def _owner_people(session: Any, owner: str) -> list[Any]:
-    """``owner`` names a person or a unit (then its head)."""
+    """``owner`` names a person (when deactivated, their manager) or a unit (then its head)."""
     from tempo import directory
 
     person = directory.get_person(session, owner) if owner else None
     if person is not None:
-        return [person]
+        stand_in = person if person.active else directory.manager_of(session, owner)
+        return [stand_in] if stand_in is not None else []
     head = directory.head_of_unit(session, owner) if owner else None
     return [head] if head is not None else []
 

@@ -253,6 +253,13 @@ def get_person(session: Session, username: str) -> Person | None:
     return session.get(Person, username)
 
 
+def active_person(session: Session, username: str) -> Person | None:
+    """The person unless unknown or deactivated (``active: false``): only active people are
+    assigned, notified and escalated to."""
+    person = session.get(Person, username)
+    return person if person is not None and person.active else None
+
+
 def person_by_email(session: Session, email: str) -> Person | None:
     """The one person with this address (case ignored); nobody when it is unknown or shared."""
     matches = session.scalars(
@@ -262,19 +269,22 @@ def person_by_email(session: Session, email: str) -> Person | None:
 
 
 def manager_of(session: Session, username: str) -> Person | None:
-    """The person's manager; without one, the head of their unit (or of the nearest unit above)."""
+    """The person's active manager; without one (none named, or deactivated), the active head of
+    their unit or of the nearest unit above."""
     person = session.get(Person, username)
     if person is None:
         return None
-    if person.manager_username:
-        return session.get(Person, person.manager_username)
+    manager = active_person(session, person.manager_username) if person.manager_username else None
+    if manager is not None:
+        return manager
     unit_code = person.unit_code
     while unit_code:
         unit = session.get(Unit, unit_code)
         if unit is None:
             return None
-        if unit.head_username and unit.head_username != username:
-            return session.get(Person, unit.head_username)
+        head = active_person(session, unit.head_username) if unit.head_username else None
+        if head is not None and head.username != username:
+            return head
         unit_code = unit.parent_code
     return None
 
@@ -284,10 +294,14 @@ def get_unit(session: Session, unit_code: str) -> Unit | None:
 
 
 def head_of_unit(session: Session, unit_code: str) -> Person | None:
+    """The unit's head; when the head is deactivated, the active head of the nearest unit above."""
     unit = session.get(Unit, unit_code)
-    if unit is None or not unit.head_username:
-        return None
-    return session.get(Person, unit.head_username)
+    while unit is not None and unit.head_username:
+        head = active_person(session, unit.head_username)
+        if head is not None:
+            return head
+        unit = session.get(Unit, unit.parent_code) if unit.parent_code else None
+    return None
 
 
 def people_with_role(session: Session, role_code: str) -> list[Person]:
@@ -312,10 +326,11 @@ def people_in_unit(session: Session, unit_code: str) -> list[Person]:
 
 
 def responsible_for(session: Session, counterparty_code: str) -> Person | None:
+    """The active person responsible for the counterparty."""
     cp = session.get(Counterparty, counterparty_code)
     if cp is None or not cp.responsible_username:
         return None
-    return session.get(Person, cp.responsible_username)
+    return active_person(session, cp.responsible_username)
 
 
 def roles_of(session: Session, username: str) -> list[str]:

@@ -40,6 +40,12 @@ def has_unsafe_characters(value: str) -> bool:
 UNSAFE_CHARACTERS_MESSAGE = "Remove the control characters (such as NUL) from the text."
 
 
+def is_email_address(value: str) -> bool:
+    """One address as mail headers can carry it: no line breaks or other control characters (which
+    would break the message, or add a header), no list of several."""
+    return not has_unsafe_characters(value) and len(value) <= 320 and _EMAIL.fullmatch(value) is not None
+
+
 def size_text(size: int) -> str:
     """A file size limit as people write it: 20 MB, 512 KB, 1,000 bytes (in units of 1,024)."""
     for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
@@ -294,12 +300,7 @@ class Email(Field):
     kind: ClassVar[str] = "email"
 
     def convert(self, raw: Any) -> str:
-        if (
-            not isinstance(raw, str)
-            or has_unsafe_characters(raw)
-            or len(raw.strip()) > 320
-            or not _EMAIL.match(raw.strip())
-        ):
+        if not isinstance(raw, str) or not is_email_address(raw.strip()):
             raise FieldError("Enter an email address such as name@example.com.")
         return raw.strip()
 

@@ -7,6 +7,7 @@ Windows older than the previous one are deleted as new ones start.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,3 +61,17 @@ def hit(
         session.execute(delete(RateLimitHit).where(RateLimitHit.window_start < start - window))
     retry_after = max(1, int((start + window - now).total_seconds()))
     return Verdict(allowed=hits <= limit, hits=hits, limit=limit, retry_after=retry_after)
+
+
+def network_of(host: str) -> str:
+    """The client a limit counts: an IPv4 address, or the /64 of an IPv6 one (a single host may
+    hold a whole /64 and pick a new address for every request)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

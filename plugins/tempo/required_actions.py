@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tempo.forms import FormErrors
+from tempo.forms import FormErrors, is_email_address
 
 # Declaring a required action in a DAG file stays cheap: the store is imported when a task is checked.
 if TYPE_CHECKING:
@@ -207,6 +207,8 @@ def email_client(task_pk: int, *, actor: str, subject: str, text: str) -> Histor
         to = action.client_address(session, process)
         if to is None:
             problems["to"] = "The process names no client address (no counterparty email, no client email)."
+        elif not is_email_address(to):
+            problems["to"] = f"The client address {to!r} is not an email address."
         if problems:
             raise FormErrors(problems)
         assert to is not None

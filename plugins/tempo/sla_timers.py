@@ -108,7 +108,7 @@ def _holders(session: Session, task: Task) -> list[Person]:
 def escalation_targets(session: Session, task: Task, level: Escalate) -> list[Person]:
     kind, _, value = level.to.partition(":")
     if kind == "person":
-        person = directory.get_person(session, value)
+        person = directory.active_person(session, value)
         return [person] if person else []
     if kind == "role":
         return directory.people_with_role(session, value)

@@ -48,6 +48,13 @@ def store_counts() -> dict[str, int]:
         }
 
 
+def stored() -> dict[str, int]:
+    """What a request keeps apart from its rate-limit count (every request counts, refused ones too)."""
+    counts = store_counts()
+    counts.pop("tempo_rate_limit")
+    return counts
+
+
 def runs_of_customer_request() -> int:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -106,7 +113,7 @@ def test_the_request_pages_need_no_login(web):
 # card and the rate limit, are tested on both in tests/test_counterparties.py and test_ratelimit.py).
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_bad_input_gets_field_messages_and_stores_nothing(web, form_token, change, files, field, message):
-    before, runs = store_counts(), runs_of_customer_request()
+    before, runs = stored(), runs_of_customer_request()
     data = {**VALID, **change, "subject": change.get("subject", HOSTILE), "csrf": form_token}
     response = web.post("/tempo/request/warranty_claim", data=data, files=files)
     assert response.status_code == 422
@@ -114,7 +121,7 @@ def test_bad_input_gets_field_messages_and_stores_nothing(web, form_token, chang
     assert error and message in error.group(1).replace("&#39;", "'")
     # What was typed comes back, escaped.
     assert "<script>alert" not in response.text
-    assert store_counts() == before and runs_of_customer_request() == runs
+    assert stored() == before and runs_of_customer_request() == runs
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -132,14 +139,14 @@ def test_the_public_form_shows_formats_first_and_asks_for_files_again_after_an_e
 
 
 def test_a_form_that_did_not_come_from_the_page_is_refused(web, form_token):
-    before = store_counts()
+    before = stored()
     assert web.post("/tempo/request/warranty_claim", data=VALID).status_code == 403
     forged = {**VALID, "csrf": form_token + "x"}
     assert web.post("/tempo/request/warranty_claim", data=forged).status_code == 403
     # A token of another request type's form does not fit this one.
     other = csrf_of(web.get("/tempo/request/delivery_problem").text)
     assert web.post("/tempo/request/warranty_claim", data={**VALID, "csrf": other}).status_code == 403
-    assert store_counts() == before
+    assert stored() == before
 
 
 def test_a_valid_request_starts_the_process_with_its_files(web, form_token):
@@ -192,6 +199,80 @@ def test_each_client_is_rate_limited(web, form_token, monkeypatch):
     assert after == before and runs_of_customer_request() == runs
     monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUESTS_PER_HOUR", "0")
     assert web.get("/tempo/request").status_code == 404
+
+
+@pytest.fixture
+def client_at(api_app):
+    """Clients at other addresses than the ``web`` fixture's."""
+    from fastapi.testclient import TestClient
+
+    opened: list[TestClient] = []
+
+    def make(host: str) -> TestClient:
+        client = TestClient(api_app, base_url="http://tempo.example.test", client=(host, 50000))
+        opened.append(client.__enter__())
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def test_a_refused_request_counts_too(web, form_token, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUESTS_PER_HOUR", "1")
+    bad = web.post("/tempo/request/warranty_claim", data={**VALID, "email": "nope", "csrf": form_token})
+    assert bad.status_code == 422
+    runs = runs_of_customer_request()
+    limited = web.post("/tempo/request/warranty_claim", data={**VALID, "csrf": form_token})
+    assert limited.status_code == 429 and "Too many requests" in limited.text
+    assert runs_of_customer_request() == runs
+
+
+def test_one_ipv6_64_and_one_email_address_are_one_client_each(web, form_token, client_at, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUESTS_PER_HOUR", "1")
+    first, same_64 = client_at("2001:db8:1:2::1"), client_at("2001:db8:1:2:ffff::2")
+    data = {**VALID, "csrf": form_token}
+    assert first.post("/tempo/request/warranty_claim", data=data, follow_redirects=False).status_code == 303
+    other_email = {**data, "email": "desk@other.example"}
+    assert same_64.post("/tempo/request/warranty_claim", data=other_email).status_code == 429
+    # Another network, the same address (its case and spaces aside): limited too.
+    elsewhere = client_at("192.0.2.7")
+    again = {**data, "email": " HELP@initech.example "}
+    assert elsewhere.post("/tempo/request/warranty_claim", data=again).status_code == 429
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_request_bigger_than_the_cap_is_refused_before_it_is_read(web, form_token, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUESTS_PER_HOUR", "5")
+    monkeypatch.setenv("AIRFLOW__TEMPO__PUBLIC_REQUEST_MAX_MB", "1")
+    before, runs = store_counts(), runs_of_customer_request()
+    big = [("attachments", ("big.bin", b"x" * (1024 * 1024 + 1), "application/octet-stream"))]
+    declared = web.post("/tempo/request/warranty_claim", data={**VALID, "csrf": form_token}, files=big)
+    assert declared.status_code == 413 and "at most 1 MB in all" in declared.text
+
+    # Sent without a length: the body is counted as it arrives.
+    boundary = "tempo-boundary"
+    fields = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in {**VALID, "csrf": form_token}.items()
+    )
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="attachments"; filename="b.bin"\r\n\r\n'
+
+    def body():
+        yield fields + head.encode()
+        for _ in range(40):
+            yield b"y" * 64 * 1024
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    streamed = web.post(
+        "/tempo/request/warranty_claim",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert streamed.status_code == 413
+    after = store_counts()
+    assert after.pop("tempo_rate_limit") == before.pop("tempo_rate_limit") + 1  # counted, once a client
+    assert after == before and runs_of_customer_request() == runs
 
 
 def test_a_forged_status_link_shows_nothing(web):
@@ -299,6 +380,22 @@ def test_a_dispute_needs_a_claim_and_keeps_its_files(web, review):
     assert again.status_code == 409 and "disputed" in again.text
     assert task_state(review.id) == after
     assert "disputed" in web.get(url).text
+
+
+def test_a_refused_dispute_keeps_no_file(web, review, tmp_path, monkeypatch):
+    # The form refuses the claim (too long) only once the answer is validated, after the page's checks.
+    monkeypatch.setenv("AIRFLOW__TEMPO__ATTACHMENTS_PATH", f"file://{tmp_path / 'files'}")
+    url = path_of(links.respond_link(review.id, "GLOBEX"))
+    token = csrf_of(web.get(url).text)
+    before, counts = task_state(review.id), store_counts()
+    refused = web.post(
+        url,
+        data={"csrf": token, "outcome": "dispute", "claim": "x" * 5001},
+        files=[("claim_files", ("leak.jpg", b"\xff\xd8 leak", "image/jpeg"))],
+    )
+    assert refused.status_code == 422 and 'id="error-claim"' in refused.text
+    assert task_state(review.id) == before and store_counts() == counts
+    assert [p for p in (tmp_path / "files").rglob("*") if p.is_file()] == []
 
 
 def test_accepting_needs_no_claim(web, review):

@@ -174,3 +174,28 @@ def test_the_emailed_link_refuses_completion_then_offers_the_email(web, task):
     assert done.status_code == 303
     with read_session() as session:
         assert session.get_one(Task, task.id).completed_by == "rob"
+
+
+def test_a_client_address_with_a_line_break_is_refused_on_the_field(web):
+    with write_session() as session:
+        process = make_process(
+            session,
+            dag_id="dealer_purchase",
+            template="dealer_purchase",
+            data={"client_email": "client@example.com\r\nBcc: victim@example.com"},
+        )
+        task = make_task(
+            session,
+            process,
+            dag_id="dealer_purchase",
+            task_id="prepare_technical_solution",
+            form_schema={**FORM, SCHEMA_KEY: EmailClient(to_field="client_email").to_dict()},
+            candidate_role="technical_specialist",
+        )
+    sent = web.post(
+        f"/tempo/api/v1/tasks/{task.id}/email-client",
+        json={"subject": "Solution", "text": "Kit A fits."},
+        headers=auth("rob"),
+    )
+    assert sent.status_code == 422 and "not an email address" in sent.json()["detail"]["errors"]["to"]
+    assert outbox_for(task.id) == []

@@ -179,7 +179,10 @@ def test_state_changing_form_needs_its_own_csrf_token(web, rows, method, path):
         response = send(web, method, path, rows, headers=headers, data=data)
         assert response.status_code == 403, (token, response.text[:300])
         assert "did not come from Tempo" in response.text
-    assert store_fingerprint() == before
+    after = store_fingerprint()
+    if path == "/tempo/request/{type_code}":  # the public page counts every request before reading it
+        before.pop("tempo_rate_limit"), after.pop("tempo_rate_limit")
+    assert after == before
 
 
 @ON_SQLITE

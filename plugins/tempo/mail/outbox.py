@@ -216,10 +216,43 @@ def _claim_next(url: str | None, keys: Sequence[str] | None, now: datetime, owne
         return row.id if claimed == 1 else -1
 
 
+def _prepared(url: str | None, message_id: int, sender: str) -> tuple[EmailMessage, list[str], int]:
+    """The claimed message as it goes out, its recipients and its attempt number."""
+    from tempo.store.engine import write_session
+
+    with write_session(url) as session:
+        row = session.get_one(OutboxMessage, message_id)
+        message = build_message(row, sender, files_of(session, row))
+        return message, [*row.to_addrs, *row.cc_addrs], row.attempts
+
+
+def _failed(url: str | None, message_id: int, exc: Exception, retry_in: timedelta | None) -> None:
+    """Record a failed attempt: the message is tried again after ``retry_in``, or never (None)."""
+    from tempo.store.engine import write_session
+
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    with write_session(url) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.SENDING)
+            .values(
+                status=OutboxStatus.FAILED if retry_in is None else OutboxStatus.PENDING,
+                last_error=error,
+                lease_until=None,
+                next_attempt_at=utcnow() + (retry_in or timedelta(0)),
+            )
+        )
+    log.warning("[tempo] mail %s failed: %s", message_id, error)
+
+
 def deliver_pending(
     url: str | None = None, *, keys: Sequence[str] | None = None, limit: int = 100
 ) -> DeliveryReport:
-    """Send due messages (only those with ``keys`` when given). Safe to run in many processes at once."""
+    """Send due messages (only those with ``keys`` when given). Safe to run in many processes at once.
+
+    A message that cannot be built (an address with a line break, say) fails at once with its error,
+    and the sweep goes on with the next one.
+    """
     from tempo.store.engine import write_session
 
     report = DeliveryReport()
@@ -233,28 +266,17 @@ def deliver_pending(
             break
         if message_id == -1:
             continue  # another sender took it between our read and our claim
-        with write_session(url) as session:
-            row = session.get_one(OutboxMessage, message_id)
-            message = build_message(row, sender, files_of(session, row))
-            recipients = [*row.to_addrs, *row.cc_addrs]
-            attempts = row.attempts
+        try:
+            message, recipients, attempts = _prepared(url, message_id, sender)
+        except Exception as exc:  # a bad address or header: no later attempt could build it either
+            _failed(url, message_id, exc, retry_in=None)
+            report.failed += 1
+            continue
         try:
             send_via_smtp(message, recipients)
         except Exception as exc:  # any SMTP or network failure: the message stays for a later attempt
-            error = f"{type(exc).__name__}: {exc}"[:2000]
             final = attempts >= max_attempts
-            with write_session(url) as session:
-                session.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == message_id, OutboxMessage.status == OutboxStatus.SENDING)
-                    .values(
-                        status=OutboxStatus.FAILED if final else OutboxStatus.PENDING,
-                        last_error=error,
-                        lease_until=None,
-                        next_attempt_at=utcnow() + backoff(attempts),
-                    )
-                )
-            log.warning("[tempo] mail %s attempt %d failed: %s", message_id, attempts, error)
+            _failed(url, message_id, exc, retry_in=None if final else backoff(attempts))
             if final:
                 report.failed += 1
             else:

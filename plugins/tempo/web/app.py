@@ -62,7 +62,14 @@ def create_app() -> FastAPI:
 
 # --- errors: JSON for the API, a page a person can read for the pages --------------------------------
 
-_TITLES = {401: "Please log in", 403: "Not allowed", 404: "Not found", 409: "Already done"}
+_TITLES = {
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Already done",
+    413: "Too big",
+    429: "Too many requests",
+}
 
 
 def _error(

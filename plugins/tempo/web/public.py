@@ -5,7 +5,10 @@
   starts the ``customer_request`` process and leads to the request's status page; an invalid one
   answers 422 with a message per field and stores nothing. The form carries a signed token (the page
   has no session to protect, but a form that did not come from this page is refused), and each
-  client may register ``[tempo] public_requests_per_hour`` requests an hour (429 beyond).
+  client (an IPv4 address, an IPv6 /64) and each email address may register ``[tempo]
+  public_requests_per_hour`` requests an hour (429 beyond), counted before the form is read. A
+  request bigger than ``[tempo] public_request_max_mb`` is refused (413) without being read whole,
+  and its files are spooled to disk, never held in memory.
 - ``/tempo/requests/{token}`` shows a request's stage and history to whoever holds its signed link.
 - ``/tempo/respond/{token}``: the counterparty accepts or disputes a result. GET only shows; POST
   (with the page's CSRF token) answers once, a dispute with its claim and files.
@@ -13,25 +16,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
+from starlette.types import Message
 
 from tempo import actions, config, links, ratelimit
-from tempo.attachments import AttachmentError, add_attachment, add_process_attachment, check_upload
+from tempo.attachments import AttachmentError, Upload, received, store_process_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
-from tempo.forms import Email, Form, FormErrors, Text
+from tempo.counterparties import email_key
+from tempo.forms import Email, Form, FormErrors, Text, size_text
 from tempo.runs import PUBLIC_TRIGGER, REQUESTER_KEY, process_for_run
 from tempo.store.engine import write_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, HistoryEvent, Process, ProcessStatus, Task
 from tempo.store.tasks import TaskConflict
 from tempo.web import airflow_data
-from tempo.web.common import read_upload, render
+from tempo.web.common import render
 from tempo.web.policy import RespondClaimsDep, RespondTaskDep, SessionDep, StatusProcessDep, respond_task
 from tempo.web.security import check_csrf, csrf_token
 
@@ -71,8 +76,42 @@ def _request_type(code: str) -> RequestType:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "There is no such request type.") from None
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _count(bucket: str) -> None:
+    """One more request of ``bucket`` this hour; 429 (with ``Retry-After``) beyond the limit."""
+    with write_session() as session:
+        verdict = ratelimit.hit(session, f"public-request:{bucket}", limit=config.public_requests_per_hour())
+    if not verdict.allowed:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "Many requests came from this address in the last hour. Please try again later.",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
+
+
+async def _capped_form(request: Request) -> FormData:
+    """The posted form, read only up to ``[tempo] public_request_max_mb``: 413 at once when the
+    request says it is bigger, and as soon as more arrives when it does not say."""
+    cap = config.public_request_max_bytes()
+    too_big = HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"The request is too big: send at most {size_text(cap)} in all, files included.",
+    )
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isascii() or not declared.isdigit() or int(declared) > cap):
+        raise too_big
+    read = 0
+    receive = request.receive
+
+    async def counted() -> Message:
+        nonlocal read
+        message = await receive()
+        read += len(message.get("body", b""))
+        if read > cap:
+            raise too_big
+        return message
+
+    # Files are spooled to temporary files as they arrive, not kept in memory.
+    return await Request(request.scope, counted).form()
 
 
 @router.get("/request")
@@ -110,28 +149,23 @@ def request_page(request: Request, type_code: str) -> Response:
     return _form_page(request, _request_type(type_code))
 
 
-@dataclass(frozen=True)
-class Upload:
-    filename: str
-    content_type: str
-    data: bytes
-
-
 async def _uploads(form: FormData, name: str, errors: dict[str, str]) -> list[Upload]:
-    """The files sent as ``name``, read and checked; a problem lands in ``errors[name]``."""
+    """The files sent as ``name``, measured and checked where they were spooled; a problem lands in
+    ``errors[name]``."""
     files = [f for f in form.getlist(name) if isinstance(f, UploadFile) and f.filename]
     if len(files) > MAX_FILES:
         errors[name] = f"Attach at most {MAX_FILES} files."
         return []
     uploads = []
     for file in files:
-        data = await read_upload(file)
         try:
-            check_upload(data)
+            upload = await run_in_threadpool(
+                received, file.filename or "file", file.content_type or "", file.file
+            )
         except AttachmentError as exc:
             errors[name] = f"{file.filename}: {exc}"
             return []
-        uploads.append(Upload(file.filename or "file", file.content_type or "", data))
+        uploads.append(upload)
     return uploads
 
 
@@ -149,7 +183,9 @@ def _values(form: FormData, skip: set[str]) -> dict[str, Any]:
 async def register(request: Request, type_code: str) -> Response:
     _page_is_open()
     request_type = _request_type(type_code)
-    form = await request.form()
+    # Counted before anything is read: a refused request counts as much as an accepted one.
+    _count(ratelimit.network_of(request.client.host if request.client else "unknown"))
+    form = await _capped_form(request)
     check_csrf(str(form.get("csrf") or ""), "public", f"request:{request_type.code}")
     values = _values(form, {"csrf", "attachments"})
     base, own = request_form(), request_type.form()
@@ -172,23 +208,7 @@ async def register(request: Request, type_code: str) -> Response:
     if errors:
         return _form_page(request, request_type, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
-    with write_session() as session:
-        verdict = ratelimit.hit(
-            session, f"public-request:{_client(request)}", limit=config.public_requests_per_hour()
-        )
-    if not verdict.allowed:
-        response = render(
-            request,
-            "message.html",
-            {
-                "title": "Too many requests",
-                "message": "You have sent many requests from this address in the last hour. "
-                "Please try again later.",
-            },
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-        )
-        response.headers["Retry-After"] = str(verdict.retry_after)
-        return response
+    _count(f"email:{email_key(clean['email'])}")
 
     try:
         template = airflow_data.get_template(REQUEST_DAG_ID)
@@ -211,13 +231,7 @@ async def register(request: Request, type_code: str) -> Response:
     with write_session() as session:
         process_id = process_for_run(session, template, run_id, conf, PUBLIC_TRIGGER).id
     for upload in uploads:
-        add_process_attachment(
-            process_id,
-            actor=clean["email"],
-            filename=upload.filename,
-            content_type=upload.content_type,
-            data=upload.data,
-        )
+        store_process_upload(process_id, actor=clean["email"], upload=upload)
     return RedirectResponse(links.request_status_path(process_id), status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -351,17 +365,16 @@ async def respond(request: Request, token: str, claims: RespondClaimsDep, sessio
         return _respond_page(
             request, session, token, claims, task, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT
         )
-    # Files first (a claim names them), then the answer: one compare-and-set, one winner.
-    ids = [
-        add_attachment(
-            task.id, actor=claims.username, filename=u.filename, content_type=u.content_type, data=u.data
-        ).id
-        for u in uploads
-    ]
-    answers = {"claim": claim or None, "claim_files": ids or None} if outcome == "dispute" else {}
+    # The files become the claim's with the answer, in its transaction: one compare-and-set, one winner.
+    answers = {"claim": claim or None} if outcome == "dispute" else {}
     try:
         done = actions.complete(
-            task.id, actor=claims.username, answers=answers, outcome=outcome, expected_version=task.version
+            task.id,
+            actor=claims.username,
+            answers=answers,
+            outcome=outcome,
+            expected_version=task.version,
+            uploads={"claim_files": uploads},
         )
     except FormErrors as exc:  # the page again, as the task is now
         refused = respond_task(claims, session)
