@@ -176,3 +176,28 @@ def test_a_destructive_outcome_through_the_link_needs_its_reason_and_a_confirmat
         follow_redirects=False,
     )
     assert done.status_code == 303
+
+
+def test_a_damaged_form_says_so_on_the_link_page_as_on_the_task_page(web, task):
+    """A form-level problem (here a version field broken on its way) is shown above the answer on
+    the emailed-link page, as on the task page: both pages draw one answer form."""
+    from tests.web.conftest import auth
+
+    damaged = "The form was damaged on its way"
+    url = path_of(links.task_link(task.id, "sandra"))
+    token = csrf_of(web.get(url).text)
+    before = snapshot(task.id)
+    refused = web.post(url, data={"csrf": token, "version": "x1", "so_number": "SO-123456"})
+    assert refused.status_code == 422
+    assert 'id="form-problem"' in refused.text and damaged in refused.text
+    assert snapshot(task.id) == before
+
+    page = web.get(f"/tempo/tasks/{task.id}", headers=auth("sandra"))
+    on_page = web.post(
+        f"/tempo/tasks/{task.id}/complete",
+        data={"csrf": csrf_of(page.text), "version": "x1", "so_number": "SO-123456"},
+        headers=auth("sandra"),
+    )
+    assert on_page.status_code == 422
+    assert 'id="form-problem"' in on_page.text and damaged in on_page.text
+    assert snapshot(task.id) == before
