@@ -8,6 +8,7 @@ so a reload never submits twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -211,6 +212,28 @@ _NOTICES = {
 }
 
 
+def _acted(
+    request: Request,
+    user: Any,
+    session: Session,
+    task: Task,
+    done: str,
+    action: Callable[[], object],
+    values: dict[str, Any] | None = None,
+    field_errors: Callable[[FormErrors], dict[str, str]] = lambda exc: exc.errors,
+) -> Response:
+    """Do ``action`` to ``task`` and see its page again with the notice ``done``; refused, the task
+    page shows why: 422 with a message per field, 409 when someone acted first or it is closed."""
+    try:
+        action()
+    except FormErrors as exc:
+        errors = field_errors(exc)
+        return _task_page(request, user, session, task.id, errors=errors, values=values, status_code=422)
+    except TaskConflict as exc:
+        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
+    return _see(f"{URL_PREFIX}/tasks/{task.id}?done={done}")
+
+
 @router.get("/tasks/{task_id}")
 def task_page(
     request: Request, task: ReadableTaskDep, user: CurrentUser, session: SessionDep, done: str | None = None
@@ -234,19 +257,17 @@ def complete(
         return _task_page(request, user, session, task.id, errors=exc.errors, values=answers, status_code=422)
     if confirm is not None:
         return _task_page(request, user, session, task.id, values=answers, confirm=confirm)
-    try:
-        actions.complete(
+
+    def answer() -> object:
+        return actions.complete(
             task.id,
             actor=person.username,
             answers=answers,
             outcome=data.get("outcome") or None,
             expected_version=posted_version(data),
         )
-    except FormErrors as exc:
-        return _task_page(request, user, session, task.id, errors=exc.errors, values=answers, status_code=422)
-    except TaskConflict as exc:
-        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=completed")
+
+    return _acted(request, user, session, task, "completed", answer, values=answers)
 
 
 @router.post("/tasks/{task_id}/claim")
@@ -258,11 +279,9 @@ def claim(
     user: CurrentUser,
     session: SessionDep,
 ) -> Response:
-    try:
-        actions.claim(task.id, actor=person.username)
-    except TaskConflict as exc:
-        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=claimed")
+    return _acted(
+        request, user, session, task, "claimed", lambda: actions.claim(task.id, actor=person.username)
+    )
 
 
 @router.post("/tasks/{task_id}/unclaim")
@@ -274,11 +293,9 @@ def unclaim(
     user: CurrentUser,
     session: SessionDep,
 ) -> Response:
-    try:
-        actions.unclaim(task.id, actor=person.username)
-    except TaskConflict as exc:
-        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=unclaimed")
+    return _acted(
+        request, user, session, task, "unclaimed", lambda: actions.unclaim(task.id, actor=person.username)
+    )
 
 
 def _hand_over(
@@ -334,16 +351,13 @@ def email_client(
     session: SessionDep,
 ) -> Response:
     values = {"client_subject": str(data.get("subject", "")), "client_text": str(data.get("text", ""))}
-    try:
-        actions.email_client(
+
+    def send() -> object:
+        return actions.email_client(
             task.id, actor=person.username, subject=values["client_subject"], text=values["client_text"]
         )
-    except FormErrors as exc:
-        errors = client_email_errors(exc)
-        return _task_page(request, user, session, task.id, errors=errors, values=values, status_code=422)
-    except TaskConflict as exc:
-        return _task_page(request, user, session, task.id, errors={"_form": str(exc)}, status_code=409)
-    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=emailed")
+
+    return _acted(request, user, session, task, "emailed", send, values, client_email_errors)
 
 
 @router.post("/tasks/{task_id}/comment")
@@ -355,11 +369,15 @@ def comment(
     user: CurrentUser,
     session: SessionDep,
 ) -> Response:
-    try:
-        actions.comment(task.id, actor=person.username, text=str(data.get("text", "")))
-    except FormErrors as exc:
-        return _task_page(request, user, session, task.id, errors=exc.errors, status_code=422)
-    return _see(f"{URL_PREFIX}/tasks/{task.id}?done=commented")
+    text = str(data.get("text", ""))
+    return _acted(
+        request,
+        user,
+        session,
+        task,
+        "commented",
+        lambda: actions.comment(task.id, actor=person.username, text=text),
+    )
 
 
 @router.post("/tasks/{task_id}/attachments")
