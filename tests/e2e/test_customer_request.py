@@ -55,6 +55,12 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
     page.fill("#f-serial_number", "654321")
     page.fill("#f-purchase_date", "2026-11-02")
     page.set_input_files("#f-attachments", str(nameplate))
+    # The browser itself holds back a serial number out of format (the field carries its pattern)...
+    page.click("#submit")
+    assert page.eval_on_selector("#f-serial_number", "e => e.validity.patternMismatch")
+    assert "/tempo/request/warranty_claim" in page.url and not page.query_selector("#error-serial_number")
+    # ...and the server refuses it all the same from a browser that does not check.
+    page.eval_on_selector("#f-serial_number", "e => e.removeAttribute('pattern')")
     page.click("#submit")
     assert "Use the form SN-123456." in page.inner_text("#error-serial_number")
     assert page.input_value("#f-description") == HOSTILE  # kept, as text
