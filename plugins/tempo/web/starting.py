@@ -7,10 +7,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from tempo.runs import COUNTERPARTY_KEY, REQUESTER_KEY, TemplateInfo, process_title
+from tempo.runs import TemplateInfo, process_for_run
 from tempo.store.engine import write_session
 from tempo.store.models import Process, utcnow
-from tempo.store.processes import ensure_process, forget_process, processes_with_key
+from tempo.store.processes import forget_process, processes_with_key
 from tempo.web import airflow_data
 
 
@@ -43,17 +43,7 @@ def start(template: TemplateInfo, conf: dict[str, Any], user_name: str, *, allow
             if same:
                 session.expunge_all()  # still readable once the transaction rolls back
                 raise BusinessKeyTaken(field, key, same)
-        process, _ = ensure_process(
-            session,
-            dag_id=template.dag_id,
-            run_id=run_id,
-            template=template.dag_id,
-            title=process_title(template, conf),
-            business_key=key,
-            requester=conf.get(REQUESTER_KEY) or user_name,
-            counterparty_code=conf.get(COUNTERPARTY_KEY),
-            data=dict(conf),
-        )
+        process = process_for_run(session, template, run_id, conf, user_name)
     try:
         airflow_data.start_process(template.dag_id, conf, user_name, run_id=run_id)
     except BaseException:
