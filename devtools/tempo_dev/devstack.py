@@ -359,14 +359,15 @@ class AirflowStack:
             time.sleep(1)
         raise TimeoutError(f"Airflow not ready after {timeout}s; waiting for {sorted(pending)}")
 
-    def _warm_execution_api(self) -> None:
-        """Build each API server's task execution API now rather than on a task's first call.
+    def _warm_execution_api(self, *base_urls: str) -> None:
+        """Build the task execution API of each API server (default: all) now rather than on a
+        task's first call.
 
         Airflow builds that app (its versioned routes) on the first request to ``/execution/``, in the
         server's event loop: tens of seconds on a busy machine, during which the server answers
         nothing, and the first task's start call times out and fails its run.
         """
-        for base_url in list(self.api_servers.values()) or [self.base_url]:
+        for base_url in base_urls or list(self.api_servers.values()) or [self.base_url]:
             httpx.get(f"{base_url}/execution/health", timeout=300).raise_for_status()
 
     def wait_api_server(self, name: str, timeout: float = 240) -> None:
@@ -380,7 +381,7 @@ class AirflowStack:
                 return False
 
         wait_until(healthy, timeout=timeout, interval=0.5, what=f"{name} to answer")
-        httpx.get(f"{self.api_servers[name]}/execution/health", timeout=300).raise_for_status()
+        self._warm_execution_api(self.api_servers[name])
 
     def _triggerer_alive(self) -> bool:
         if "triggerer" not in self.processes:
