@@ -7,10 +7,13 @@ It stands for the steps still waiting when a deployment upgrades.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tempo import Form, HumanStep, Person, Text, process
 from tempo.steps.trigger import TRIGGER_CLASSPATH, HumanStepTrigger
+
+if TYPE_CHECKING:
+    from tempo.store.models import Task
 
 
 class StoredBeforeTheUpgrade(HumanStepTrigger):
@@ -19,10 +22,21 @@ class StoredBeforeTheUpgrade(HumanStepTrigger):
 
 
 class DeferredStep(HumanStep):
-    def execute(self, context: Any) -> Any:
-        from tempo.steps.opening import open_step
+    """Today's step, except that its first wait defers as an older Tempo's did.
 
-        task = open_step(self, context)
+    A retry (a stale executor event can fail a step resumed seconds after it deferred) still returns
+    the stored answer, and a step resumed by its stored trigger parks the new way.
+    """
+
+    waits_as_before = False
+
+    def execute(self, context: Any) -> Any:
+        self.waits_as_before = True
+        return super().execute(context)
+
+    def _park(self, task: Task) -> None:
+        if not self.waits_as_before:
+            return super()._park(task)
         self.defer(trigger=StoredBeforeTheUpgrade(task_pk=task.id), method_name="execute_complete")
 
 
