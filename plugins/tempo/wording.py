@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 
 from tempo.store.models import Counterparty, Person, Role, Task, Unit
 
+#: What an empty value reads as (the pages' dash for "nothing here").
+NOTHING = "\N{EN DASH}"
+
 #: Task, process, outbox and service-level states, as a person says them.
 STATUS_WORDS = {
     "open": "Open",
@@ -34,6 +37,15 @@ STATUS_WORDS = {
     "due_soon": "Due soon",
     "overdue": "Overdue",
     "escalated": "Escalated",
+}
+
+#: History events whose kind does not read as words by itself; the rest read as ``humanize`` says.
+EVENT_WORDS = {
+    "created": "Task created",
+    "process_success": "Process done",
+    "process_overdue": "Process past its deadline",
+    "data_recorded": "Recorded on the process",
+    "stage": "Stage changed",
 }
 
 #: Who a task is assigned to, in its store value ``counterparty:<code>``.
@@ -59,6 +71,10 @@ def status_word(code: Any) -> str:
     return STATUS_WORDS.get(value, humanize(value))
 
 
+def event_word(kind: str) -> str:
+    return EVENT_WORDS.get(kind, humanize(kind))
+
+
 def humanize(code: str) -> str:
     """A key or code without a label of its own: ``in_warranty`` -> "In warranty"."""
     words = str(code).replace("_", " ").strip()
@@ -68,7 +84,7 @@ def humanize(code: str) -> str:
 def answer(value: Any) -> str:
     """A recorded value as text: Yes/No, lists joined, a mapping as "Label: value; ...", dates in ISO."""
     if value is None or value == "":
-        return "–"
+        return NOTHING
     if isinstance(value, bool):
         return "Yes" if value else "No"
     if isinstance(value, datetime):
@@ -76,9 +92,9 @@ def answer(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return "; ".join(f"{humanize(k)}: {answer(v)}" for k, v in value.items()) or "–"
+        return "; ".join(f"{humanize(k)}: {answer(v)}" for k, v in value.items()) or NOTHING
     if isinstance(value, list | tuple | set):
-        return ", ".join(answer(v) for v in value) or "–"
+        return ", ".join(answer(v) for v in value) or NOTHING
     return str(value)
 
 
@@ -173,4 +189,4 @@ class Names:
 
 
 #: The filters both template environments register.
-FILTERS = {"status_word": status_word, "answer": answer, "humanize": humanize}
+FILTERS = {"status_word": status_word, "event_word": event_word, "answer": answer, "humanize": humanize}

@@ -14,7 +14,6 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
-
 from sqlalchemy.orm import Session
 
 from tempo import config, wording

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tempo.runs import PROCESS_TAG, TemplateInfo, is_process, template_info
-from tempo.wording import humanize
 from tempo.steps.human import HumanStep
 from tempo.web.routemap import Step
+from tempo.wording import humanize
 
 
 class TemplateNotFound(LookupError):
@@ -105,6 +105,12 @@ def _step_title(task: Any, titles: Mapping[str, str]) -> str:
     if isinstance(title, str) and title.strip() and "{" not in title:
         return title
     return humanize(task.task_id)
+
+
+def step_names(dag_id: str) -> dict[str, str]:
+    """What each step of a template is called, by task_id (``_step_title``); none if it is gone."""
+    dag = _serialized_dag(dag_id)
+    return {task.task_id: _step_title(task, {}) for task in dag.tasks} if dag is not None else {}
 
 
 def run_shape(dag_id: str, run_id: str, titles: Mapping[str, str] | None = None) -> RunShape:

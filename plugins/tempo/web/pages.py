@@ -469,19 +469,21 @@ def _start_page(
     taken: BusinessKeyTaken | None = None,
     status_code: int = 200,
 ) -> Response:
-    return render(
-        request,
-        "start.html",
-        {
-            "user": user_name(user),
-            "template": template,
-            "errors": errors or {},
-            "values": values or {},
-            "taken": taken,
-            "csrf": csrf_token(user_name(user), start_purpose(template.dag_id)),
-        },
-        status_code=status_code,
-    )
+    with read_session() as session:
+        return render(
+            request,
+            "start.html",
+            {
+                "user": user_name(user),
+                "template": template,
+                "errors": errors or {},
+                "values": values or {},
+                "taken": taken,
+                "names": wording.Names(session),
+                "csrf": csrf_token(user_name(user), start_purpose(template.dag_id)),
+            },
+            status_code=status_code,
+        )
 
 
 @router.get("/start/{dag_id}")
