@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
@@ -119,7 +119,10 @@ class Names:
             return ""
         key = (model, code)
         if key not in self._cache:
-            row = self._session.get(model, code) if self._session is not None else None
+            row = cast(
+                "Person | Role | Unit | Counterparty | None",
+                self._session.get(model, code) if self._session is not None else None,
+            )
             self._cache[key] = row.name if row is not None else code
         return self._cache[key]
 

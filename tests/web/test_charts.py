@@ -72,7 +72,7 @@ def test_label_and_value_share_a_line_without_touching_and_stay_inside_the_chart
     svg = bar_chart([Bar(label, 3, "3 · up to 2 d 4 h late"), Bar("x", 5)], title="Overdue")
     width = float(ET.fromstring(svg).get("width"))
     for shown, value in zip(_texts(svg, "label"), _texts(svg, "value"), strict=True):
-        text = shown.text or list(shown)[0].tail  # after the tooltip, if any
+        text = shown.text or next(iter(shown)).tail  # after the tooltip, if any
         label_end = float(shown.get("x")) + len(text) * _CHAR_W
         value_start = float(value.get("x")) - len(value.text) * _CHAR_W  # anchored at its end
         assert float(shown.get("x")) >= 0 and float(value.get("x")) <= width

@@ -48,7 +48,11 @@ def rma(web):
         )
         complete_task(session, done.id, actor="sandra", result={"so_number": "SO-123456"})
         queued = make_task(
-            session, process, task_id="check_stock", title="Check the stock", candidate_role="customer_service"
+            session,
+            process,
+            task_id="check_stock",
+            title="Check the stock",
+            candidate_role="customer_service",
         )
         handed = make_task(session, process, task_id="second_look", title="A second look", assignee="sandra")
         assign_task(session, handed.id, actor="helen", to="john", kind="reassigned")

@@ -263,7 +263,10 @@ def funnel_page(
         report = funnel_report(view, first, last, template, group_by)
         rows: list[reports.FunnelRow] = report.tables["steps"][1]
         conversions: list[reports.ConversionRow] = report.tables["conversion"][1]
-        step_names = {t: airflow_data.step_names(t) for t in {r.template for r in [*rows, *conversions]}}
+        step_names = {
+            t: airflow_data.step_names(t)
+            for t in {r.template for r in rows} | {c.template for c in conversions}
+        }
 
         def step(template: str, task_id: str) -> str:
             """A step by its title: the funnel's rows name it by task_id, for programs."""
