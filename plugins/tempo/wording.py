@@ -155,9 +155,11 @@ class Names:
         return ""
 
     def value(self, key: str, value: Any) -> str:
-        """A recorded value under ``key`` as text, people by name."""
+        """A recorded value under ``key`` as text, people and counterparties by name."""
         if _holds_person(key) and isinstance(value, str):
             return self.person(value)
+        if key == "counterparty" and isinstance(value, str):
+            return self.counterparty(value)
         return answer(value)
 
     def record(self, data: Mapping[str, Any], labels: Mapping[str, str]) -> list[tuple[str, str]]:

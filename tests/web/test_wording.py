@@ -34,6 +34,7 @@ def rma(web):
                 "rma_number": "RMA-1234",
                 "in_warranty": False,
                 "so_created_by": "sandra",
+                "counterparty": "GLOBEX",
                 "request_params": {"serial_number": "SN-9", "urgent": True},
                 "_deadline_missed": True,
             },
@@ -73,6 +74,7 @@ def test_the_process_page_reads_in_words(web, rma):
     assert "<th>RMA number</th><td>RMA-1234</td>" in html and "rma_number" not in text
     assert "<th>In warranty</th><td>No</td>" in html and "False" not in text
     assert "<th>So created by</th><td>Sandra Service</td>" in html
+    assert "<th>Counterparty</th><td>Globex Ltd</td>" in html and "GLOBEX" not in text
     assert "Serial number: SN-9; Urgent: Yes" in text and "{'serial_number'" not in html
     assert "deadline_missed" not in text
     # Status words, the requester by name, the queue by its role's name.
