@@ -126,3 +126,54 @@ def test_a_message_that_cannot_be_built_fails_with_its_error_and_the_sweep_goes_
     assert bad.status == OutboxStatus.FAILED and bad.lease_until is None
     assert bad.last_error and "linefeed or carriage return" in bad.last_error
     assert deliver_pending().failed == 0  # given up on: not tried again by the next sweeps
+
+
+@pytest.fixture
+def directory(store):
+    from tempo.directory import load_directory_file
+    from tests.conftest import REPO
+
+    load_directory_file(REPO / "include" / "directory.yaml")
+
+
+def test_the_deadline_email_names_the_requester_by_name(directory, smtp):
+    from tempo.deadlines import record_miss
+    from tests.factories import make_process
+
+    with write_session() as session:
+        process = make_process(session, requester="rob", title="RMA RMA-7")
+    keys = record_miss(process.dag_id, process.run_id, "olga")
+    assert deliver_pending(keys=keys).sent == 2  # Olga, the owner, and Mike, Rob's manager
+    for caught in smtp.wait_for(2, timeout=10):
+        assert "by Rob Engineer" in caught.body("plain") and "by Rob Engineer" in caught.body("html")
+        assert "by rob" not in caught.body("plain") + caught.body("html")
+
+
+def test_a_request_email_gives_its_parameters_and_specialist_in_words(directory, smtp):
+    from tests.factories import make_process
+
+    data = {
+        "request_type_name": "Warranty claim",
+        "subject": "Pump leaks",
+        "counterparty_name": "ACME Corporation",
+        "description": "It leaks.",
+        "first_time": False,
+        "responsible": "sandra",
+        "request_params": {"serial_number": "SN-9", "in_warranty": False},
+    }
+    with write_session() as session:
+        process = make_process(session, data=data)
+        person = SimpleNamespace(name="Sam Sales-Head", username="sam", email="sam@example.com")
+        mail = render_mail(
+            "customer_request_registered",
+            {"process": process, "person": person, "data": data},
+            session=session,
+        )
+        enqueue(session, dedup_key="registered", to=[person.email], mail=mail)
+    assert deliver_pending().sent == 1
+    (caught,) = smtp.wait_for(1, timeout=10)
+    plain, html = caught.body("plain"), caught.body("html")
+    assert "Serial number: SN-9" in plain and "In warranty: No" in plain
+    assert "<td>Serial number</td><td>SN-9</td>" in html and "<td>In warranty</td><td>No</td>" in html
+    assert "Its specialist is Sandra Service." in plain and "Its specialist is Sandra Service." in html
+    assert "serial_number" not in plain + html and "False" not in plain + html and "is sandra" not in plain

@@ -83,6 +83,7 @@ def record_miss(dag_id: str, run_id: str, owner: str) -> list[str]:
             mail = render_mail(
                 "process_overdue",
                 {"process": process, "person": person, "process_page": links.process_page(process.id)},
+                session=session,
             )
             enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id)
             keys.append(key)

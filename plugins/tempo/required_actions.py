@@ -218,7 +218,9 @@ def email_client(task_pk: int, *, actor: str, subject: str, text: str) -> Histor
         if session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedup_key == key)) is not None:
             raise TaskConflict(task_pk, "This message was already sent to the client.")
         mail = render_mail(
-            "client_message", {"process": process, "task": task, "subject": subject, "message": text}
+            "client_message",
+            {"process": process, "task": task, "subject": subject, "message": text},
+            session=session,
         )
         message = enqueue(session, dedup_key=key, to=[to], mail=mail, process_id=process.id, task_id=task.id)
         session.flush()

@@ -141,7 +141,9 @@ def _queue_mail(
         key = f"sla:{task.id}:{timer.name}:{person.username}"
         link = links.task_link(task.id, person.username) if personal_link else links.task_page(task.id)
         mail = render_mail(
-            template, {"task": task, "process": process, "person": person, "action_link": link, **extra}
+            template,
+            {"task": task, "process": process, "person": person, "action_link": link, **extra},
+            session=session,
         )
         enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id, task_id=task.id)
         keys.append(key)

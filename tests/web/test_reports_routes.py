@@ -251,7 +251,7 @@ def test_pages_draw_charts_and_escape(web, seeded):
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
         assert "<script>alert" not in page.text
     funnel = get(web, "/tempo/reports/funnel", "admin").text
-    assert 'class="bar"' in funnel and 'data-label="create_sales_order" data-value="2"' in funnel
+    assert 'class="bar"' in funnel and 'data-label="Create sales order" data-value="2"' in funnel
     processes = get(web, "/tempo/reports/processes", "admin").text
     assert "&lt;script&gt;" in processes and f"/tempo/processes/{seeded['process-sandra-late']}" in processes
     # The process log links each process to its page (the route map highlights the current step).

@@ -745,8 +745,8 @@ def test_a_closed_task_does_not_mark_its_step_current(web, task, monkeypatch):
     closed task says the step is done meanwhile, and the still-open task's page says current."""
     from tempo.web import airflow_data
 
-    def resuming(dag_id: str, run_id: str) -> airflow_data.RunShape:
-        shape = real_shape(dag_id, run_id)
+    def resuming(dag_id: str, run_id: str, titles: dict[str, str]) -> airflow_data.RunShape:
+        shape = real_shape(dag_id, run_id, titles)
         return airflow_data.RunShape(shape.steps, {**shape.states, "create_sales_order": "current"})
 
     real_shape = airflow_data.run_shape

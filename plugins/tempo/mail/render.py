@@ -14,8 +14,9 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy.orm import Session
 
-from tempo import config
+from tempo import config, wording
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,15 @@ class RenderedMail:
 
 @functools.cache
 def _environment(folder: str, autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    env = SandboxedEnvironment(
         loader=FileSystemLoader(folder),
         autoescape=select_autoescape(default=True, default_for_string=True) if autoescape else False,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters.update(wording.FILTERS)
+    return env
 
 
 def _render_block(env: SandboxedEnvironment, name: str, block: str, context: dict[str, Any]) -> str:
@@ -43,11 +46,15 @@ def _render_block(env: SandboxedEnvironment, name: str, block: str, context: dic
     return "".join(template.blocks[block](template.new_context(context))).strip()
 
 
-def render_mail(template: str, context: dict[str, Any], folder: str | None = None) -> RenderedMail:
+def render_mail(
+    template: str, context: dict[str, Any], folder: str | None = None, session: Session | None = None
+) -> RenderedMail:
+    """Render ``template`` with ``context``, ``base_url`` and ``names`` (``wording.Names``, which
+    looks people, roles, units and counterparties up through ``session``)."""
     folder = folder or str(Path(config.templates_folder()) / "mail")
     name = template if template.endswith(".j2") else f"{template}.j2"
     plain, markup = _environment(folder, False), _environment(folder, True)
-    context = {"base_url": config.base_url(), **context}
+    context = {"base_url": config.base_url(), "names": wording.Names(session), **context}
     # A header cannot hold a line break: one in user data must not smuggle in another header.
     subject = " ".join(_render_block(plain, name, "subject", context).split())
     return RenderedMail(

@@ -66,7 +66,7 @@ class NotifyStep(BaseOperator):
             for person in people.values():
                 key = f"notify:{dag_id}:{run_id}:{task_id}:{map_index}:{person.username}"
                 values = {"process": process, "person": person, "data": process.data, **self.context}
-                mail = render_mail(self.template, values)
+                mail = render_mail(self.template, values, session=session)
                 enqueue(session, dedup_key=key, to=[person.email], mail=mail, process_id=process.id)
                 keys.append(key)
         deliver_now(keys)

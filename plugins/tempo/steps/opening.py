@@ -116,6 +116,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
                         "person": person,
                         "action_link": _action_link(task.id, person),
                     },
+                    session=session,
                 )
                 enqueue(
                     session,

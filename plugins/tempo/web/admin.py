@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select, update
 
-from tempo import reports
+from tempo import reports, wording
 from tempo.mail.outbox import deliver_pending
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import (
@@ -72,6 +72,7 @@ def sla_misses(request: Request, user: CurrentUser, scope: ScopeDep, session: Se
             "tasks": late_tasks,
             "processes": late_processes,
             "titles": titles,
+            "names": wording.Names(session),
             "now": now,
         },
     )

@@ -6,12 +6,14 @@ short session; task and trigger code never does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tempo.runs import PROCESS_TAG, TemplateInfo, is_process, template_info
 from tempo.steps.human import HumanStep
 from tempo.web.routemap import Step
+from tempo.wording import humanize
 
 
 class TemplateNotFound(LookupError):
@@ -91,8 +93,29 @@ _STATE_GROUPS = {
 }
 
 
-def run_shape(dag_id: str, run_id: str) -> RunShape:
-    """The DAG's steps and where this run is along them, for the route map."""
+def _step_title(task: Any, titles: Mapping[str, str]) -> str:
+    """What a step is called: its task's title in this run, else its display name, else its plain
+    title (one without Jinja), else its task_id in words (``check_warranty`` -> "Check warranty")."""
+    if task.task_id in titles:
+        return titles[task.task_id]
+    display = getattr(task, "task_display_name", None)
+    if display and display != task.task_id:
+        return str(display)
+    title = getattr(task, "title", None)
+    if isinstance(title, str) and title.strip() and "{" not in title:
+        return title
+    return humanize(task.task_id)
+
+
+def step_names(dag_id: str) -> dict[str, str]:
+    """What each step of a template is called, by task_id (``_step_title``); none if it is gone."""
+    dag = _serialized_dag(dag_id)
+    return {task.task_id: _step_title(task, {}) for task in dag.tasks} if dag is not None else {}
+
+
+def run_shape(dag_id: str, run_id: str, titles: Mapping[str, str] | None = None) -> RunShape:
+    """The DAG's steps and where this run is along them, for the route map; ``titles``: the titles
+    of this run's tasks by task_id, as their steps rendered them."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -104,10 +127,12 @@ def run_shape(dag_id: str, run_id: str) -> RunShape:
     for task in dag.tasks:
         # HumanStep and its subclasses keep its colour, which survives serialization.
         human = getattr(task, "ui_color", None) == HumanStep.ui_color
-        label = getattr(task, "task_display_name", None) or task.task_id
         steps.append(
             Step(
-                task.task_id, str(label), tuple(sorted(task.upstream_task_ids)), "human" if human else "task"
+                task.task_id,
+                _step_title(task, titles or {}),
+                tuple(sorted(task.upstream_task_ids)),
+                "human" if human else "task",
             )
         )
     with create_session(scoped=False) as session:

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-_LABEL_W = 220
-_BAR_H = 22
-_GAP = 8
+#: The natural width: a phone's card (about 340 px) scales the chart down only a little, so its
+#: text stays readable; a wide page shows it at this size, beside the table with the same numbers.
+_WIDTH = 400
+_FONT = 13
+_LABEL_H = 18  # the line with the label (left) and the value (right)
+_BAR_H = 14
+_GAP = 10
 _PAD = 10
-_VALUE_W = 150  # room for "12 · up to 3 d 4 h late"
-_CHAR_W = 7.0  # average width of a 12 px system-ui character, for truncating labels
+_CHAR_W = 7.2  # average width of a 13 px system-ui character, erring wide: the server cannot measure
 _COLOURS = {"bar": "#2563eb", "funnel": "#0e7490", "bad": "#b42318", "ok": "#067647"}
 
 
@@ -43,7 +46,8 @@ def _empty(title: str, width: int) -> Markup:
     return Markup(  # noqa: S704 (the title is escaped)
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart empty" role="img" width="{width}" height="40" '
         f'viewBox="0 0 {width} 40" aria-label="{escape(title)}: no data"><title>{escape(title)}</title>'
-        f'<text x="{_PAD}" y="24" fill="#5b6470" font-size="13">No data for this choice.</text></svg>'
+        f'<text class="value" x="{_PAD}" y="24" fill="#5b6470" font-size="{_FONT}">'
+        "No data for this choice.</text></svg>"
     )
 
 
@@ -51,49 +55,54 @@ def bar_chart(
     bars: Sequence[Bar],
     *,
     title: str,
-    width: int = 720,
+    width: int = _WIDTH,
     max_value: float | None = None,
     colour: str = "bar",
     centred: bool = False,
 ) -> Markup:
     """Horizontal bars, one per row, longest value = full width (or ``max_value``, e.g. 100 for %).
 
+    Each row is a line with the label on the left and the value on the right, the bar under it
+    across the whole width: neither is ever cut by the other. A label too long for its line is
+    shortened with an ellipsis and keeps its full text in a ``<title>`` (the tooltip).
     ``centred`` draws each bar around the middle of the plot: a funnel.
     """
     if not bars:
         return _empty(title, width)
-    plot_w = width - _LABEL_W - _VALUE_W - 2 * _PAD
+    plot_w = width - 2 * _PAD
+    row_h = _LABEL_H + _BAR_H + _GAP
     top = max([max_value or 0.0, *(b.value for b in bars)]) or 1.0
-    height = 2 * _PAD + len(bars) * (_BAR_H + _GAP) - _GAP
+    height = 2 * _PAD + len(bars) * row_h - _GAP
     fill = _COLOURS.get(colour, _COLOURS["bar"])
     # A chart whose bars link to their drill-down is a group of links, not one picture.
     role = "group" if any(bar.href for bar in bars) else "img"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="{role}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{escape(title)}" '
-        'font-family="system-ui, sans-serif" font-size="12">',
+        f'font-family="system-ui, sans-serif" font-size="{_FONT}">',
         f"<title>{escape(title)}</title>",
     ]
     for index, bar in enumerate(bars):
-        y = _PAD + index * (_BAR_H + _GAP)
-        w = max(0.0, bar.value) / top * plot_w
-        x = _PAD + _LABEL_W + ((plot_w - w) / 2 if centred else 0)
+        y = _PAD + index * row_h
         text = bar.text if bar.text is not None else _num(bar.value)
+        shown = _fit(bar.label, plot_w - (len(text) + 2) * _CHAR_W)
+        tooltip = f"<title>{escape(bar.label)}</title>" if shown != bar.label else ""
+        bar_y = y + _LABEL_H
+        w = max(0.0, bar.value) / top * plot_w
+        x = _PAD + ((plot_w - w) / 2 if centred else 0)
         label = escape(bar.label)
         rect = (
-            f'<rect class="bar" x="{_num(x)}" y="{y}" width="{_num(w)}" height="{_BAR_H}" rx="3" '
+            f'<rect class="bar" x="{_num(x)}" y="{bar_y}" width="{_num(w)}" height="{_BAR_H}" rx="3" '
             f'fill="{fill}" data-label="{label}" data-value="{escape(_num(bar.value))}">'
             f"<title>{label}: {escape(text)}</title></rect>"
         )
         if bar.href:
             rect = f'<a href="{escape(bar.href)}">{rect}</a>'
-        value_x = _PAD + _LABEL_W + (plot_w + w) / 2 + 6 if centred else x + w + 6
         parts += [
-            f'<text class="label" x="{_PAD + _LABEL_W - 8}" y="{y + _BAR_H / 2 + 4}" text-anchor="end" '
-            f'fill="#1b1f24">{escape(_fit(bar.label, _LABEL_W - 16))}</text>',
+            f'<text class="label" x="{_PAD}" y="{y + _FONT}" fill="#1b1f24">{tooltip}{escape(shown)}</text>',
+            f'<text class="value" x="{width - _PAD}" y="{y + _FONT}" text-anchor="end" '
+            f'fill="#5b6470">{escape(text)}</text>',
             rect,
-            f'<text class="value" x="{_num(value_x)}" '
-            f'y="{y + _BAR_H / 2 + 4}" fill="#5b6470">{escape(text)}</text>',
         ]
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 (every label and value above is escaped)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from tempo import actions, config, directory
+from tempo import actions, config, directory, wording
 from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors, destructive_outcomes
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
@@ -35,7 +35,7 @@ from tempo.store.models import (
     Unit,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
-from tempo.web import URL_PREFIX
+from tempo.web import URL_PREFIX, airflow_data
 
 #: The one script a page runs: it gives the page Airflow's light or dark theme when the page sits in
 #: Airflow's frame (Airflow marks its ``<html>`` with the class ``light`` or ``dark`` and keeps it in
@@ -110,6 +110,7 @@ def _environment(folder: str) -> Environment:
         lstrip_blocks=True,
     )
     env.filters["staff_record"] = staff_record
+    env.filters.update(wording.FILTERS)
     return env
 
 
@@ -201,8 +202,42 @@ class TaskView:
     history: list[HistoryEvent]
     comments: list[HistoryEvent]
     attachments: list[Attachment]
+    #: the labels of the record's keys (``record_labels``)
+    labels: dict[str, str]
+    #: the titles of the process's tasks by step, for the route map (``step_titles``)
+    titles: dict[str, str]
+    names: wording.Names
     #: whom the task may be handed to (``handover_choices``)
     people: dict[str, str] = field(default_factory=dict)
+
+
+def step_titles(tasks: list[Task]) -> dict[str, str]:
+    """The title each step's task had when it opened (the first, for a step mapped or reopened)."""
+    titles: dict[str, str] = {}
+    for task in sorted(tasks, key=lambda t: t.created_at):
+        titles.setdefault(task.task_id, task.title)
+    return titles
+
+
+def form_labels(form: Form) -> dict[str, str]:
+    return {name: spec.label for name, spec in form.fields.items()}
+
+
+def start_labels(dag_id: str) -> dict[str, str]:
+    """The labels of a template's start form; none if its DAG is gone (the keys read in words)."""
+    try:
+        return form_labels(airflow_data.get_template(dag_id).declared_form)
+    except airflow_data.TemplateNotFound:
+        return {}
+
+
+def record_labels(process: Process, tasks: list[Task]) -> dict[str, str]:
+    """What a process record's keys are called: the labels of its start form's fields and of its
+    tasks' (whose answers steps record), the start form's first."""
+    labels: dict[str, str] = {}
+    for task in tasks:
+        labels.update(form_labels(Form.from_schema(task.form_schema)))
+    return {**labels, **start_labels(process.dag_id)}
 
 
 def task_view(session: Session, task: Task) -> TaskView:
@@ -217,6 +252,7 @@ def task_view(session: Session, task: Task) -> TaskView:
     attachments = list(
         session.scalars(select(Attachment).where(Attachment.process_id == process.id).order_by(Attachment.id))
     )
+    tasks = list(session.scalars(select(Task).where(Task.process_id == process.id)))
     return TaskView(
         task=task,
         process=process,
@@ -224,6 +260,9 @@ def task_view(session: Session, task: Task) -> TaskView:
         history=[e for e in events if e.kind != "comment"],
         comments=[e for e in events if e.kind == "comment"],
         attachments=attachments,
+        labels=record_labels(process, tasks),
+        titles=step_titles(tasks),
+        names=wording.Names(session),
         people=handover_choices(session, task),
     )
 

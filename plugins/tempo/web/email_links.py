@@ -15,13 +15,14 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from tempo import actions, links, required_actions
-from tempo.forms import FormErrors
+from tempo import actions, links, required_actions, wording
+from tempo.forms import Form, FormErrors
 from tempo.store.models import ACTIVE_TASK_STATUSES, Person, Task
 from tempo.web import URL_PREFIX
 from tempo.web.common import (
     client_email_errors,
     form_data,
+    form_labels,
     posted_version,
     render,
     task_view,
@@ -151,7 +152,7 @@ async def email_client(
 
 
 @router.get("/act/{token}/done")
-def done(request: Request, claims: LinkClaimsDep, task: LinkTaskDep) -> Response:
+def done(request: Request, claims: LinkClaimsDep, task: LinkTaskDep, session: SessionDep) -> Response:
     if task.completed_by != claims.username:
         raise LinkRefused("This task was not completed through this link.", status.HTTP_404_NOT_FOUND)
     return render(
@@ -160,7 +161,8 @@ def done(request: Request, claims: LinkClaimsDep, task: LinkTaskDep) -> Response
         {
             "title": "Thank you",
             "message": f"Your answer to “{task.title}” is recorded.",
-            "answer": task.result,
-            "outcome": task.outcome,
+            "answer": wording.Names(session).record(
+                task.result or {}, form_labels(Form.from_schema(task.form_schema))
+            ),
         },
     )

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from tempo import actions, required_actions
+from tempo import actions, required_actions, wording
 from tempo.attachments import AttachmentError, add_attachment
 from tempo.forms import FormErrors
 from tempo.store.engine import read_session
@@ -32,7 +32,10 @@ from tempo.web.common import (
     person_inbox,
     posted_version,
     read_upload,
+    record_labels,
     render,
+    start_labels,
+    step_titles,
     task_view,
     unconfirmed_destructive,
 )
@@ -123,25 +126,27 @@ def inbox(
                 .limit(20)
             )
         )
-    return render(
-        request,
-        "inbox.html",
-        {
-            "user": user_name(user),
-            "person": person,
-            "tasks": tasks,
-            "processes": processes,
-            "now": utcnow(),
-            "requests": requests,
-            "filters": {
-                "q": q or "",
-                "process": process or "",
-                "key": key or "",
-                "counterparty": counterparty or "",
-                "status_filter": status_filter or "",
+        return render(
+            request,
+            "inbox.html",
+            {
+                "user": user_name(user),
+                "person": person,
+                "tasks": tasks,
+                "processes": processes,
+                "now": utcnow(),
+                "requests": requests,
+                "names": wording.Names(session),
+                "labels": {dag_id: start_labels(dag_id) for dag_id in {p.dag_id for p in requests}},
+                "filters": {
+                    "q": q or "",
+                    "process": process or "",
+                    "key": key or "",
+                    "counterparty": counterparty or "",
+                    "status_filter": status_filter or "",
+                },
             },
-        },
-    )
+        )
 
 
 def _task_page(
@@ -165,7 +170,7 @@ def _task_page(
     can_manage = may_manage(session, user, person, task)
     client_email = required_actions.client_email_view(session, task)
     done_reading(session)
-    shape = airflow_data.run_shape(task.dag_id, task.run_id)
+    shape = airflow_data.run_shape(task.dag_id, task.run_id, view.titles)
     states = shape.states
     if task.status not in ACTIVE_TASK_STATUSES and states.get(task.task_id) == "current":
         # Closed in the store while Airflow still resumes the step: for the reader it is over.
@@ -423,7 +428,7 @@ def process_page(
         )
     )
     done_reading(session)
-    shape = airflow_data.run_shape(process.dag_id, process.run_id)
+    shape = airflow_data.run_shape(process.dag_id, process.run_id, step_titles(tasks))
     return render(
         request,
         "process.html",
@@ -432,6 +437,8 @@ def process_page(
             "process": process,
             "tasks": tasks,
             "events": events,
+            "names": wording.Names(session),
+            "labels": record_labels(process, tasks),
             "route_map": render_route_map(shape.steps, shape.states),
             "started": started is not None,
         },
@@ -462,19 +469,21 @@ def _start_page(
     taken: BusinessKeyTaken | None = None,
     status_code: int = 200,
 ) -> Response:
-    return render(
-        request,
-        "start.html",
-        {
-            "user": user_name(user),
-            "template": template,
-            "errors": errors or {},
-            "values": values or {},
-            "taken": taken,
-            "csrf": csrf_token(user_name(user), start_purpose(template.dag_id)),
-        },
-        status_code=status_code,
-    )
+    with read_session() as session:
+        return render(
+            request,
+            "start.html",
+            {
+                "user": user_name(user),
+                "template": template,
+                "errors": errors or {},
+                "values": values or {},
+                "taken": taken,
+                "names": wording.Names(session),
+                "csrf": csrf_token(user_name(user), start_purpose(template.dag_id)),
+            },
+            status_code=status_code,
+        )
 
 
 @router.get("/start/{dag_id}")

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
-from tempo import actions, config, links, ratelimit
+from tempo import actions, config, links, ratelimit, wording
 from tempo.attachments import AttachmentError, Upload, received, store_process_upload
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.counterparties import email_key
@@ -310,7 +310,9 @@ def _respond_page(
 ) -> Response:
     process = session.get_one(Process, task.process_id)
     if task.status not in ACTIVE_TASK_STATUSES:
-        answered = {"accept": "accepted", "dispute": "disputed"}.get(task.outcome or "", task.status.value)
+        answered = {"accept": "accepted", "dispute": "disputed"}.get(
+            task.outcome or "", wording.status_word(task.status).lower()
+        )
         return render(
             request,
             "message.html",

@@ -24,11 +24,11 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from tempo import reports
+from tempo import reports, wording
 from tempo.reports import Period, ReportError, Scope
 from tempo.store.engine import read_session
 from tempo.store.models import utcnow
-from tempo.web import URL_PREFIX
+from tempo.web import URL_PREFIX, airflow_data
 from tempo.web.charts import Bar, bar_chart
 from tempo.web.common import render
 from tempo.web.policy import viewer_scope
@@ -69,6 +69,8 @@ class Viewer:
     scope: Scope
     name: str
     now: datetime
+    #: people, units and counterparties by name on the pages (the JSON and CSV keep their codes)
+    names: wording.Names
 
 
 @contextmanager
@@ -77,7 +79,13 @@ def viewer(user: Any) -> Iterator[Viewer]:
     with read_session() as session:
         scope = viewer_scope(session, user)
         try:
-            yield Viewer(session=session, scope=scope, name=user_name(user), now=utcnow())
+            yield Viewer(
+                session=session,
+                scope=scope,
+                name=user_name(user),
+                now=utcnow(),
+                names=wording.Names(session),
+            )
         except ReportError as exc:
             raise BadFilters(exc.errors, user_name(user), scope) from None
 
@@ -178,6 +186,7 @@ def page(request: Request, template: str, view: Viewer, report: Report, **contex
             "csv": lambda table: f"{api_path}?{_query(request, format='csv', table=table)}",
             "query": lambda **changes: _query(request, **changes),
             "scope": view.scope,
+            "names": view.names,
             **context,
         },
     )
@@ -252,36 +261,53 @@ def funnel_page(
 ) -> Response:
     with viewer(user) as view:
         report = funnel_report(view, first, last, template, group_by)
-    rows: list[reports.FunnelRow] = report.tables["steps"][1]
-    per_step: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in rows:
-        per_step[row.template][row.step] += row.processes
-    charts = {
-        name: bar_chart(
-            [Bar(step, n) for step, n in sorted(steps.items(), key=lambda item: -item[1])],
-            title=f"Running {name} processes by step",
-            colour="funnel",
-            centred=True,
+        rows: list[reports.FunnelRow] = report.tables["steps"][1]
+        conversions: list[reports.ConversionRow] = report.tables["conversion"][1]
+        step_names = {
+            t: airflow_data.step_names(t)
+            for t in {r.template for r in rows} | {c.template for c in conversions}
+        }
+
+        def step(template: str, task_id: str) -> str:
+            """A step by its title: the funnel's rows name it by task_id, for programs."""
+            if task_id == reports.NO_HUMAN_STEP:
+                return "An automated step"
+            return step_names[template].get(task_id) or wording.humanize(task_id)
+
+        per_step: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for row in rows:
+            per_step[row.template][step(row.template, row.step)] += row.processes
+        charts = {
+            name: bar_chart(
+                [Bar(label, n) for label, n in sorted(steps.items(), key=lambda item: -item[1])],
+                title=f"Running {name} processes by step",
+                colour="funnel",
+                centred=True,
+            )
+            for name, steps in sorted(per_step.items())
+        }
+        conversion: dict[str, list[Bar]] = defaultdict(list)
+        for c in conversions:
+            conversion[c.template].append(
+                Bar(step(c.template, c.step), c.reached, f"{c.reached} · {c.conversion_pct} %")
+            )
+        conversion_charts = {
+            name: bar_chart(
+                bars, title=f"{name}: processes reaching each step", colour="funnel", centred=True
+            )
+            for name, bars in sorted(conversion.items())
+        }
+        return page(
+            request,
+            "reports_funnel.html",
+            view,
+            report,
+            charts=charts,
+            conversion_charts=conversion_charts,
+            filters={"template": template or "", "group_by": group_by or ""},
+            group_by_values=reports.GROUP_BY_VALUES,
+            step=step,
         )
-        for name, steps in sorted(per_step.items())
-    }
-    conversion: dict[str, list[Bar]] = defaultdict(list)
-    for c in report.tables["conversion"][1]:
-        conversion[c.template].append(Bar(c.step, c.reached, f"{c.reached} · {c.conversion_pct} %"))
-    conversion_charts = {
-        name: bar_chart(bars, title=f"{name}: processes reaching each step", colour="funnel", centred=True)
-        for name, bars in sorted(conversion.items())
-    }
-    return page(
-        request,
-        "reports_funnel.html",
-        view,
-        report,
-        charts=charts,
-        conversion_charts=conversion_charts,
-        filters={"template": template or "", "group_by": group_by or ""},
-        group_by_values=reports.GROUP_BY_VALUES,
-    )
 
 
 # --- the overdue board -----------------------------------------------------------------------------
@@ -327,15 +353,18 @@ def overdue_json(
 def overdue_page(request: Request, user: CurrentUser, template: str | None = None) -> Response:
     with viewer(user) as view:
         report = overdue_report(view, template)
-    by_unit: list[reports.OverdueGroupRow] = report.tables["by_unit"][1]
-    chart = bar_chart(
-        [Bar(g.unit, g.overdue, f"{g.overdue} · up to {duration(g.max_late_s)} late") for g in by_unit],
-        title="Overdue tasks by unit",
-        colour="bad",
-    )
-    return page(
-        request, "reports_overdue.html", view, report, chart=chart, filters={"template": template or ""}
-    )
+        by_unit: list[reports.OverdueGroupRow] = report.tables["by_unit"][1]
+        chart = bar_chart(
+            [
+                Bar(view.names.unit(g.unit), g.overdue, f"{g.overdue} · up to {duration(g.max_late_s)} late")
+                for g in by_unit
+            ],
+            title="Overdue tasks by unit",
+            colour="bad",
+        )
+        return page(
+            request, "reports_overdue.html", view, report, chart=chart, filters={"template": template or ""}
+        )
 
 
 # --- performance -----------------------------------------------------------------------------------
@@ -393,38 +422,46 @@ def performance_page(
     with viewer(user) as view:
         report = performance_report(view, first, last, template)
 
-    def drill(**where: str) -> str:
-        assert report.period is not None
-        params = {"from": report.period.first_day.isoformat(), "to": report.period.last_day.isoformat()}
-        params.update({"template": template} if template else {})
-        return f"{URL_PREFIX}/reports/performance/tasks?" + urlencode({**params, **where})
+        def drill(**where: str) -> str:
+            assert report.period is not None
+            params = {"from": report.period.first_day.isoformat(), "to": report.period.last_day.isoformat()}
+            params.update({"template": template} if template else {})
+            return f"{URL_PREFIX}/reports/performance/tasks?" + urlencode({**params, **where})
 
-    people: list[reports.PerformanceRow] = report.tables["people"][1]
-    units: list[reports.PerformanceRow] = report.tables["units"][1]
-    on_time = bar_chart(
-        [
-            Bar(r.key, r.on_time_pct or 0.0, f"{r.on_time_pct} %", drill(person=r.key, measure="late"))
-            for r in people
-            if r.on_time_pct is not None
-        ],
-        title="On time by person (%)",
-        max_value=100,
-        colour="ok",
-    )
-    completed = bar_chart(
-        [Bar(r.key, r.completed, href=drill(unit=r.key, measure="completed")) for r in units],
-        title="Completed by unit",
-    )
-    return page(
-        request,
-        "reports_performance.html",
-        view,
-        report,
-        on_time_chart=on_time,
-        completed_chart=completed,
-        drill=drill,
-        filters={"template": template or ""},
-    )
+        people: list[reports.PerformanceRow] = report.tables["people"][1]
+        units: list[reports.PerformanceRow] = report.tables["units"][1]
+        on_time = bar_chart(
+            [
+                Bar(
+                    view.names.person(r.key),
+                    r.on_time_pct or 0.0,
+                    f"{r.on_time_pct} %",
+                    drill(person=r.key, measure="late"),
+                )
+                for r in people
+                if r.on_time_pct is not None
+            ],
+            title="On time by person (%)",
+            max_value=100,
+            colour="ok",
+        )
+        completed = bar_chart(
+            [
+                Bar(view.names.unit(r.key), r.completed, href=drill(unit=r.key, measure="completed"))
+                for r in units
+            ],
+            title="Completed by unit",
+        )
+        return page(
+            request,
+            "reports_performance.html",
+            view,
+            report,
+            on_time_chart=on_time,
+            completed_chart=completed,
+            drill=drill,
+            filters={"template": template or ""},
+        )
 
 
 def tasks_report(
@@ -499,18 +536,18 @@ def tasks_page(
 ) -> Response:
     with viewer(user) as view:
         report = tasks_report(view, first, last, person, unit, measure, template)
-    return page(
-        request,
-        "reports_tasks.html",
-        view,
-        report,
-        filters={
-            "person": person or "",
-            "unit": unit or "",
-            "measure": measure or "",
-            "template": template or "",
-        },
-    )
+        return page(
+            request,
+            "reports_tasks.html",
+            view,
+            report,
+            filters={
+                "person": person or "",
+                "unit": unit or "",
+                "measure": measure or "",
+                "template": template or "",
+            },
+        )
 
 
 # --- the process log -------------------------------------------------------------------------------
@@ -608,22 +645,29 @@ def processes_page(
 ) -> Response:
     with viewer(user) as view:
         report = processes_report(view, first, last, template, status, requester, counterparty, limit, offset)
-    statuses: list[reports.StatusCount] = report.tables["statuses"][1]
-    here = f"{URL_PREFIX}/reports/processes"
-    chart = bar_chart(
-        [Bar(s.status, s.processes, href=f"{here}?{_query(request, status=s.status)}") for s in statuses],
-        title="Processes by status",
-    )
-    return page(
-        request,
-        "reports_processes.html",
-        view,
-        report,
-        chart=chart,
-        filters={
-            "template": template or "",
-            "status": status or "",
-            "requester": requester or "",
-            "counterparty": counterparty or "",
-        },
-    )
+        statuses: list[reports.StatusCount] = report.tables["statuses"][1]
+        here = f"{URL_PREFIX}/reports/processes"
+        chart = bar_chart(
+            [
+                Bar(
+                    wording.status_word(s.status),
+                    s.processes,
+                    href=f"{here}?{_query(request, status=s.status)}",
+                )
+                for s in statuses
+            ],
+            title="Processes by status",
+        )
+        return page(
+            request,
+            "reports_processes.html",
+            view,
+            report,
+            chart=chart,
+            filters={
+                "template": template or "",
+                "status": status or "",
+                "requester": requester or "",
+                "counterparty": counterparty or "",
+            },
+        )
