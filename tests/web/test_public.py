@@ -25,6 +25,7 @@ from tempo.store.models import (
 )
 from tempo.web.security import csrf_token
 from tests.factories import make_process, make_task
+from tests.fingerprint import store_fingerprint
 from tests.web.conftest import auth
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -234,15 +235,15 @@ def test_a_request_is_registered_only_once_its_mailbox_confirms_it(web, form_tok
     url = confirmation_path(mailbox, "help@initech.example")
 
     # Opening the link shows what will be registered, escaped, and changes nothing.
-    held = stored()
+    held = store_fingerprint()
     for _ in range(2):
         shown = web.get(url)
         assert shown.status_code == 200
         assert "Initech GmbH" in shown.text and "SN-123456" in shown.text and "photo.jpg" in shown.text
         assert "<script>alert" not in shown.text and "&lt;script&gt;" in shown.text
-    assert stored() == held and runs_of_customer_request() == runs
+    assert store_fingerprint() == held and runs_of_customer_request() == runs
     assert web.post(url, data={}).status_code == 403  # not from the page: nothing either
-    assert stored() == held and runs_of_customer_request() == runs
+    assert store_fingerprint() == held and runs_of_customer_request() == runs
 
     confirmed = web.post(url, data={"csrf": csrf_of(shown.text)}, follow_redirects=False)
     assert confirmed.status_code == 200 and "is registered" in confirmed.text
@@ -339,7 +340,7 @@ def test_a_forged_expired_or_other_confirmation_link_changes_nothing(web, form_t
     url = confirmation_path(mailbox, "help@initech.example")
     token = url.rsplit("/", 1)[1]
     csrf = csrf_of(web.get(url).text)
-    held, runs = stored(), runs_of_customer_request()
+    held, runs = store_fingerprint(), runs_of_customer_request()
     other_purpose = [
         links.request_status_path(1).rsplit("/", 1)[1],  # a status link's token
         links.sign(1, "counterparty:GLOBEX", "respond"),  # a result link's
@@ -352,7 +353,7 @@ def test_a_forged_expired_or_other_confirmation_link_changes_nothing(web, form_t
     with time_machine.travel(datetime.now(UTC) + timedelta(seconds=links.CONFIRM_LINK_MAX_AGE + 60)):
         late = web.post(url, data={"csrf": csrf})
         assert late.status_code == 410 and "expired" in late.text
-    assert stored() == held and runs_of_customer_request() == runs
+    assert store_fingerprint() == held and runs_of_customer_request() == runs
 
 
 def test_held_requests_nobody_confirmed_are_purged_with_their_files(

@@ -297,7 +297,7 @@ def confirm_page(request: Request, token: str, pending: PendingRequestDep) -> Re
 
 @router.post("/confirm/{token}")
 async def confirm(request: Request, token: str, pending: PendingRequestDep) -> Response:
-    form = await request.form()
+    form = await _capped_form(request)
     check_csrf(str(form.get("csrf") or ""), "public", f"confirm:{pending.id}")
     request_type = _request_type(pending.request_type)
     template = _template()
