@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "tempo_role",
     "tempo_person_role",
     "tempo_counterparty",
+    "tempo_pending_request",
 }
 
 

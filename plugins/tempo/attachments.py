@@ -13,6 +13,8 @@ import hashlib
 import io
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -142,6 +144,36 @@ def write_content(attachment: Attachment, upload: Upload) -> None:
     upload.content.seek(0)
     with target.open("wb") as handle:
         shutil.copyfileobj(upload.content, handle, CHUNK_BYTES)
+
+
+def _pending_folder(key: str) -> Any:
+    # Beside the processes' folders, which are named by number.
+    return _root() / "pending" / key
+
+
+def write_pending(key: str, upload: Upload) -> None:
+    """Keep ``upload`` for a request waiting for its confirmation (``key``: its hash)."""
+    target = _pending_folder(key) / upload.sha256
+    target.parent.mkdir(parents=True, exist_ok=True)
+    upload.content.seek(0)
+    with target.open("wb") as handle:
+        shutil.copyfileobj(upload.content, handle, CHUNK_BYTES)
+
+
+@contextmanager
+def pending_upload(key: str, file: dict[str, Any]) -> Iterator[Upload]:
+    """A file ``write_pending`` kept, as an upload to store (``file``: its recorded metadata)."""
+    with (_pending_folder(key) / file["sha256"]).open("rb") as handle:
+        yield Upload(file["filename"], file["content_type"], handle, int(file["size"]), file["sha256"])
+
+
+def forget_pending(key: str) -> None:
+    folder = _pending_folder(key)
+    if not folder.exists():
+        return
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
 
 
 def read_attachment(attachment: Attachment) -> bytes:

@@ -33,6 +33,9 @@ PURPOSES = ("act", "respond")
 _STATUS_SALT = "tempo.request-status.v1"
 #: A requester's status page stays readable for a year: the request may take that long.
 STATUS_LINK_MAX_AGE = 365 * 24 * 3600
+_CONFIRM_SALT = "tempo.request-confirm.v1"
+#: A request sent on the public page waits this long to be confirmed from its mailbox.
+CONFIRM_LINK_MAX_AGE = 24 * 3600
 
 
 class LinkError(ValueError):
@@ -177,6 +180,25 @@ def verify_request_status(token: str) -> int:
     if not isinstance(data, dict) or not isinstance(data.get("r"), int):
         raise LinkError("This link is not valid.")
     return int(data["r"])
+
+
+def verify_request_confirmation(token: str) -> str:
+    """The secret a request's confirmation token carries; ``LinkError`` when forged, for another
+    purpose or older than ``CONFIRM_LINK_MAX_AGE``."""
+    try:
+        data = loads_signed(token, salt=_CONFIRM_SALT, max_age=CONFIRM_LINK_MAX_AGE)
+    except SignatureExpired:
+        raise LinkExpired("This link has expired.") from None
+    except BadSignature:
+        raise LinkError("This link is not valid.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("c"), str):
+        raise LinkError("This link is not valid.")
+    return str(data["c"])
+
+
+def request_confirmation_link(secret: str) -> str:
+    """The link emailed to a public request's address: only its mailbox can confirm the request."""
+    return f"{config.base_url()}{URL_PREFIX}/confirm/{dumps_signed({'c': secret}, salt=_CONFIRM_SALT)}"
 
 
 def request_status_path(process_id: int) -> str:

@@ -1,7 +1,8 @@
-"""The customer request process end to end: a counterparty registers a request on the public page,
-its specialist takes it and decides through the web API, the counterparty is emailed the result and
-disputes it through its link with a file, the head of the specialist's unit is emailed the claim and
-decides again, the counterparty hears the final decision, and the run succeeds."""
+"""The customer request process end to end: a counterparty sends a request on the public page and
+confirms it from its mailbox, its specialist takes it and decides through the web API, the
+counterparty is emailed the result and disputes it through its link with a file, the head of the
+specialist's unit is emailed the claim and decides again, the counterparty hears the final decision,
+and the run succeeds."""
 
 from __future__ import annotations
 
@@ -68,10 +69,23 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
     page.fill("#f-serial_number", "SN-654321")
     page.set_input_files("#f-attachments", str(nameplate))  # a browser never sends files twice
     page.click("#submit")
-    page.wait_for_url("**/tempo/requests/**")
+    # Nothing is registered until the mailbox confirms: the page says so and links nowhere.
+    page.wait_for_url("**/tempo/request/warranty_claim/sent")
+    assert "Check your mailbox" in page.inner_text("#message") and "/tempo/requests/" not in page.content()
+    asked = wait_until(lambda: mail_to(mail, COUNTERPARTY, "Please confirm"), what="the confirmation")
+    assert "Pump P-20" not in asked[0].body("plain")  # fixed words: the address has not said yet
+    page.goto(re.search(r"(http://\S+/tempo/confirm/\S+)", asked[0].body("plain")).group(1))
+    assert "nameplate.jpg" in page.inner_text("#pending-files")
+    page.screenshot(path=str(SHOTS / "request-2-confirm.png"), full_page=True)
+    page.click("#confirm")
+    page.wait_for_selector("#message")
+    assert "is registered" in page.inner_text("#message") and "/tempo/requests/" not in page.content()
+    # The status link comes by email only.
+    registered = wait_until(lambda: mail_to(mail, COUNTERPARTY, "is registered"), what="the status link")
+    status_path = re.search(r"http://\S+(/tempo/requests/\S+)", registered[0].body("plain")).group(1)
+    page.goto(f"{airflow_stack.base_url}{status_path}")
     assert "nameplate.jpg" in page.content()
-    page.screenshot(path=str(SHOTS / "request-2-status.png"), full_page=True)
-    status_path = page.url.removeprefix(airflow_stack.base_url)
+    page.screenshot(path=str(SHOTS / "request-3-status.png"), full_page=True)
     process_id = links.verify_request_status(status_path.rsplit("/", 1)[1])
     run_id = process_row(process_id).run_id
     assert process_row(process_id).data["description"] == HOSTILE
@@ -114,7 +128,7 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
     assert process_row(process_id).stage == "done"
     page.goto(respond_url)
     assert "Repair free of charge" in page.inner_text("#decision")
-    page.screenshot(path=str(SHOTS / "request-3-result.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "request-4-result.png"), full_page=True)
     page.click("#dispute")  # without a claim: asked for one, nothing recorded
     assert "Tell us why" in page.inner_text("#error-claim")
     page.fill("#f-claim", "The pump was never repaired.")
@@ -153,7 +167,7 @@ def test_public_request_decided_disputed_escalated_and_closed(browser, airflow_s
     assert process.data["claim"] == "The pump was never repaired."
     page.goto(f"{airflow_stack.base_url}{status_path}")
     assert page.inner_text("#stage") == "Done" and "Replace the product" in page.inner_text("#final-decision")
-    page.screenshot(path=str(SHOTS / "request-4-closed.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "request-5-closed.png"), full_page=True)
     assert dialogs == []
     counterparty.close()
     with read_session() as session:

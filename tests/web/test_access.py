@@ -271,6 +271,7 @@ def _rules():
         "emailed link, still the person's": policy.assigned_link_task,
         "result link": policy.respond_claims,
         "status link": policy.status_process,
+        "confirmation link": policy.pending_request,
         "airflow read": None,  # Airflow's read permission only: what the page lists is the caller's own
         "scope": policy.reader_scope,  # listings filtered by what the caller may see
         "reports scope": None,  # web/reports.viewer: the same scope (policy.viewer_scope)
@@ -294,6 +295,9 @@ ROUTE_RULES = {
     ("GET", "/tempo/request"): "public",
     ("GET", "/tempo/request/{type_code}"): "public",
     ("POST", "/tempo/request/{type_code}"): "public",
+    ("GET", "/tempo/request/{type_code}/sent"): "public",
+    ("GET", "/tempo/confirm/{token}"): "confirmation link",
+    ("POST", "/tempo/confirm/{token}"): "confirmation link",
     ("GET", "/tempo/act/{token}"): "emailed link, still the person's",
     ("POST", "/tempo/act/{token}"): "emailed link, still the person's",
     ("POST", "/tempo/act/{token}/email-client"): "emailed link, still the person's",

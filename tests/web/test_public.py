@@ -5,6 +5,7 @@ accepts or disputes a result (GET shows, POST acts once)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from tempo.store.models import (
     Counterparty,
     HistoryEvent,
     OutboxMessage,
+    PendingRequest,
     Process,
     RateLimitHit,
     Task,
@@ -23,6 +25,7 @@ from tempo.store.models import (
 )
 from tempo.web.security import csrf_token
 from tests.factories import make_process, make_task
+from tests.fingerprint import store_fingerprint
 from tests.web.conftest import auth
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -44,7 +47,16 @@ def store_counts() -> dict[str, int]:
     with read_session() as session:
         return {
             model.__tablename__: session.scalar(select(func.count()).select_from(model))
-            for model in (Process, Counterparty, Attachment, OutboxMessage, RateLimitHit, Task, HistoryEvent)
+            for model in (
+                Process,
+                Counterparty,
+                Attachment,
+                OutboxMessage,
+                RateLimitHit,
+                Task,
+                HistoryEvent,
+                PendingRequest,
+            )
         }
 
 
@@ -149,23 +161,100 @@ def test_a_form_that_did_not_come_from_the_page_is_refused(web, form_token):
     assert stored() == before
 
 
-def test_a_valid_request_starts_the_process_with_its_files(web, form_token):
-    runs = runs_of_customer_request()
-    response = web.post(
+@pytest.fixture
+def mailbox(monkeypatch):
+    """A real SMTP server that keeps what Tempo sends."""
+    from tempo_dev import mailcatcher
+
+    controller, handler = mailcatcher.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {controller.port}, '
+        '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 5}}',
+    )
+    yield handler
+    controller.stop()
+
+
+def mails_to(mailbox, address: str) -> list:
+    return [m for m in mailbox.messages if address in m.envelope_to]
+
+
+CONFIRM_LINK = re.compile(r"http://tempo\.example\.test(/tempo/confirm/[^\s\"<]+)")
+STATUS_LINK = re.compile(r"/tempo/requests/([^\s\"<]+)")
+
+
+def confirmation_path(mailbox, address: str) -> str:
+    [mail] = mails_to(mailbox, address)
+    return CONFIRM_LINK.search(mail.body("plain")).group(1)
+
+
+def pending_requests() -> int:
+    with read_session() as session:
+        return session.scalar(select(func.count()).select_from(PendingRequest))
+
+
+def send(web, form_token, files=None, **change):
+    return web.post(
         "/tempo/request/warranty_claim",
-        data={**VALID, "subject": HOSTILE, "csrf": form_token},
+        data={**VALID, **change, "csrf": form_token},
+        files=files,
+        follow_redirects=False,
+    )
+
+
+def test_a_request_is_registered_only_once_its_mailbox_confirms_it(web, form_token, mailbox):
+    before, runs = stored(), runs_of_customer_request()
+    sent = send(
+        web,
+        form_token,
         files=[
             ("attachments", ("photo.jpg", b"\xff\xd8 photo", "image/jpeg")),
             ("attachments", ("../../invoice.pdf", b"%PDF invoice", "application/pdf")),
         ],
-        follow_redirects=False,
+        subject=HOSTILE,
     )
-    assert response.status_code == 303, response.text
-    location = response.headers["location"]
-    assert location.startswith("/tempo/requests/")
+    assert sent.status_code == 303, sent.text
+    assert sent.headers["location"] == "/tempo/request/warranty_claim/sent"
+    page = web.get(sent.headers["location"])
+    assert page.status_code == 200 and "Check your mailbox" in page.text
+    assert not STATUS_LINK.search(sent.text + sent.headers["location"] + page.text)
+    # Held, no more: no card, no process, no file, no run, until the mailbox answers.
+    after = stored()
+    assert after.pop("tempo_pending_request") == before.pop("tempo_pending_request") + 1
+    assert after.pop("tempo_outbox") == before.pop("tempo_outbox") + 1  # the confirmation email
+    assert after == before and runs_of_customer_request() == runs
+
+    # The confirmation email: fixed text, none of what the visitor typed.
+    [mail] = mails_to(mailbox, "help@initech.example")
+    text, html = mail.body("plain"), mail.body("html")
+    assert mail.subject == "[Tempo] Please confirm your request"
+    for typed in (HOSTILE, "script", "Initech GmbH", "It stopped after two weeks.", "SN-123456", "photo.jpg"):
+        assert typed not in mail.subject + text + html
+    assert "Warranty claim" in text and not STATUS_LINK.search(text + html)
+    url = confirmation_path(mailbox, "help@initech.example")
+
+    # Opening the link shows what will be registered, escaped, and changes nothing.
+    held = store_fingerprint()
+    for _ in range(2):
+        shown = web.get(url)
+        assert shown.status_code == 200
+        assert "Initech GmbH" in shown.text and "SN-123456" in shown.text and "photo.jpg" in shown.text
+        assert "<script>alert" not in shown.text and "&lt;script&gt;" in shown.text
+    assert store_fingerprint() == held and runs_of_customer_request() == runs
+    assert web.post(url, data={}).status_code == 403  # not from the page: nothing either
+    assert store_fingerprint() == held and runs_of_customer_request() == runs
+
+    confirmed = web.post(url, data={"csrf": csrf_of(shown.text)}, follow_redirects=False)
+    assert confirmed.status_code == 200 and "is registered" in confirmed.text
+    assert not STATUS_LINK.search(confirmed.text) and "location" not in confirmed.headers
     assert runs_of_customer_request() == runs + 1
+
+    # The status link reaches the mailbox, and only the mailbox.
+    [follow] = [m for m in mails_to(mailbox, "help@initech.example") if "registered" in m.subject]
+    token = STATUS_LINK.search(follow.body("plain")).group(1)
     with read_session() as session:
-        process = session.get_one(Process, links.verify_request_status(location.rsplit("/", 1)[1]))
+        process = session.get_one(Process, links.verify_request_status(token))
         files = session.scalars(select(Attachment).where(Attachment.process_id == process.id)).all()
     assert process.dag_id == "customer_request" and process.requester == "help@initech.example"
     assert process.data["request_params"] == {"serial_number": "SN-123456", "purchase_date": "2026-11-02"}
@@ -174,16 +263,113 @@ def test_a_valid_request_starts_the_process_with_its_files(web, form_token):
     assert sorted(f.filename for f in files) == ["invoice.pdf", "photo.jpg"]
     assert {f.task_id for f in files} == {None} and {f.uploaded_by for f in files} == {"help@initech.example"}
 
-    page = web.get(location)
-    assert page.status_code == 200
-    assert "Received" in page.text and "Warranty claim" in page.text and "photo.jpg" in page.text
-    assert "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    status = web.get(f"/tempo/requests/{token}")
+    assert status.status_code == 200
+    assert "Received" in status.text and "Warranty claim" in status.text and "photo.jpg" in status.text
+    assert "<script>alert" not in status.text and "&lt;script&gt;" in status.text
     # Logged-in readers download a request's files through the API: those who may see the request
     # (ops and admins, while no step of it is anybody's yet).
-    url = f"/tempo/api/v1/attachments/{files[0].id}"
-    download = web.get(url, headers=auth("admin"))
+    download_url = f"/tempo/api/v1/attachments/{files[0].id}"
+    download = web.get(download_url, headers=auth("admin"))
     assert download.status_code == 200 and download.content in (b"\xff\xd8 photo", b"%PDF invoice")
-    assert web.get(url, headers=auth("sandra")).status_code == 403
+    assert web.get(download_url, headers=auth("sandra")).status_code == 403
+
+
+def test_an_address_with_a_card_gets_the_same_page_and_email_as_any_other(web, form_token, mailbox):
+    with read_session() as session:  # the demo directory's card
+        assert session.get_one(Counterparty, "GLOBEX").email == "buyers@globex.example"
+    runs = runs_of_customer_request()
+    known = send(web, form_token, email=" BUYERS@globex.example ", name="Mallory")
+    unknown = send(web, form_token, email="nobody@unknown.example")
+    assert (known.status_code, known.headers["location"]) == (
+        unknown.status_code,
+        unknown.headers["location"],
+    )
+    assert web.get(known.headers["location"]).text == web.get(unknown.headers["location"]).text
+    [to_known], [to_unknown] = (
+        mails_to(mailbox, "BUYERS@globex.example"),
+        mails_to(mailbox, "nobody@unknown.example"),
+    )
+    assert to_known.subject == to_unknown.subject
+    assert CONFIRM_LINK.sub("", to_known.body("plain")) == CONFIRM_LINK.sub("", to_unknown.body("plain"))
+    # Nothing is filed on the card, and its registered name is shown to nobody.
+    shown = web.get(confirmation_path(mailbox, "BUYERS@globex.example"))
+    assert "Globex Ltd" not in shown.text and "Mallory" in shown.text
+    assert runs_of_customer_request() == runs
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Process)) == 0
+
+
+def test_confirming_twice_or_from_two_tabs_registers_one_request(web, form_token, mailbox):
+    assert send(web, form_token).status_code == 303
+    url = confirmation_path(mailbox, "help@initech.example")
+    runs = runs_of_customer_request()
+    first_tab, second_tab = csrf_of(web.get(url).text), csrf_of(web.get(url).text)
+    assert web.post(url, data={"csrf": first_tab}).status_code == 200
+    held = stored()
+    again = web.post(url, data={"csrf": second_tab})
+    assert again.status_code == 409 and "already confirmed" in again.text
+    assert not STATUS_LINK.search(again.text)
+    assert web.get(url).status_code == 409
+    assert stored() == held and runs_of_customer_request() == runs + 1
+    with read_session() as session:
+        assert session.scalar(select(func.count()).select_from(Process)) == 1
+
+
+def test_a_confirmation_that_gets_past_the_claim_still_starts_no_second_run(web, form_token, mailbox):
+    from sqlalchemy import update
+
+    assert send(web, form_token).status_code == 303
+    url = confirmation_path(mailbox, "help@initech.example")
+    csrf = csrf_of(web.get(url).text)
+    runs = runs_of_customer_request()
+    assert web.post(url, data={"csrf": csrf}).status_code == 200
+    # As if two confirmations had both found the request waiting: the run's id is the held
+    # request's own, and Airflow has one run of that id already.
+    with write_session() as session:
+        session.execute(update(PendingRequest).values(confirmed_at=None))
+    late = web.post(url, data={"csrf": csrf})
+    assert late.status_code == 409 and "already confirmed" in late.text
+    assert runs_of_customer_request() == runs + 1
+
+
+def test_a_forged_expired_or_other_confirmation_link_changes_nothing(web, form_token, mailbox):
+    import time_machine
+
+    assert send(web, form_token).status_code == 303
+    url = confirmation_path(mailbox, "help@initech.example")
+    token = url.rsplit("/", 1)[1]
+    csrf = csrf_of(web.get(url).text)
+    held, runs = store_fingerprint(), runs_of_customer_request()
+    other_purpose = [
+        links.request_status_path(1).rsplit("/", 1)[1],  # a status link's token
+        links.sign(1, "counterparty:GLOBEX", "respond"),  # a result link's
+        links.dumps_signed({"c": "guess"}, salt="tempo.request-status.v1"),
+        links.request_confirmation_link("a-secret-never-held").rsplit("/", 1)[1],  # well signed, unknown
+    ]
+    for bad in [token + "x", "not-a-token", *other_purpose]:
+        assert web.get(f"/tempo/confirm/{bad}").status_code in (404, 410)
+        assert web.post(f"/tempo/confirm/{bad}", data={"csrf": csrf}).status_code in (404, 410)
+    with time_machine.travel(datetime.now(UTC) + timedelta(seconds=links.CONFIRM_LINK_MAX_AGE + 60)):
+        late = web.post(url, data={"csrf": csrf})
+        assert late.status_code == 410 and "expired" in late.text
+    assert store_fingerprint() == held and runs_of_customer_request() == runs
+
+
+def test_held_requests_nobody_confirmed_are_purged_with_their_files(
+    web, form_token, mailbox, tmp_path, monkeypatch
+):
+    import time_machine
+
+    monkeypatch.setenv("AIRFLOW__TEMPO__ATTACHMENTS_PATH", f"file://{tmp_path / 'files'}")
+    files = [("attachments", ("photo.jpg", b"\xff\xd8 photo", "image/jpeg"))]
+    assert send(web, form_token, files=files).status_code == 303
+    assert [p.name for p in (tmp_path / "files").rglob("*") if p.is_file()] != []
+    with time_machine.travel(datetime.now(UTC) + timedelta(seconds=links.CONFIRM_LINK_MAX_AGE + 60)):
+        fresh = csrf_of(web.get("/tempo/request/warranty_claim").text)
+        assert send(web, fresh, email="other@initech.example").status_code == 303
+    assert pending_requests() == 1
+    assert [p for p in (tmp_path / "files").rglob("*") if p.is_file()] == []
 
 
 def test_each_client_is_rate_limited(web, form_token, monkeypatch):

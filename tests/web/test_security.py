@@ -19,10 +19,12 @@ import jinja2.meta
 import pytest
 import time_machine
 from fastapi.routing import APIRoute
+from sqlalchemy import select
 from starlette.routing import Route
 
-from tempo import config, links
+from tempo import config, links, public_requests
 from tempo.store.engine import write_session
+from tempo.store.models import OutboxMessage
 from tempo.web.app import create_app
 from tests.conftest import REPO
 from tests.factories import make_process, make_task
@@ -61,6 +63,9 @@ PUBLIC = {
     ("GET", "/tempo/request"): "public request page: counterparties have no login",
     ("GET", "/tempo/request/{type_code}"): "public request page: counterparties have no login",
     ("POST", "/tempo/request/{type_code}"): "public request form: CSRF token, validated, rate limited",
+    ("GET", "/tempo/request/{type_code}/sent"): "public request page: says to check the mailbox",
+    ("GET", "/tempo/confirm/{token}"): "emailed confirmation link: the signed token is the credential",
+    ("POST", "/tempo/confirm/{token}"): "emailed confirmation link: signed token and CSRF token",
     ("GET", "/tempo/requests/{token}"): "a request's status: the signed status token is the credential",
     ("GET", "/tempo/respond/{token}"): "emailed result link: the signed token is the credential",
     ("POST", "/tempo/respond/{token}"): "emailed result link: signed token and CSRF token",
@@ -114,11 +119,21 @@ def rows(web):
             outcomes=["accept", "dispute"],
             assignee="counterparty:GLOBEX",
         )
+        held = public_requests.hold(
+            session,
+            request_type="warranty_claim",
+            type_name="Warranty claim",
+            form={"name": "Globex", "email": "buyer@globex.example", "subject": "S", "description": "D"},
+            params={},
+            uploads=[],
+        )
+        confirm_mail = session.scalars(select(OutboxMessage).where(OutboxMessage.dedup_key == held)).one()
     attachment = add_attachment(
         task.id, actor="sandra", filename="a.txt", content_type="text/plain", data=b"a"
     )
     return {
         "review_token": links.respond_link(review.id, "GLOBEX").rsplit("/", 1)[1],
+        "confirm_token": re.search(r"/tempo/confirm/(\S+)", confirm_mail.body_text).group(1),
         "type_code": "warranty_claim",
         "task_id": task.id,
         "process_id": process.id,
@@ -130,7 +145,11 @@ def rows(web):
 
 
 def send(web, method, path, rows, headers=None, data=None):
-    token = rows["review_token"] if path.startswith("/tempo/respond/") else rows["token"]
+    token = rows["token"]
+    if path.startswith("/tempo/respond/"):
+        token = rows["review_token"]
+    elif path.startswith("/tempo/confirm/"):
+        token = rows["confirm_token"]
     url = path.format(**{**rows, "token": token})
     if method == "GET":
         return web.get(url, headers=headers, follow_redirects=False)

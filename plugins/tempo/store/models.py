@@ -403,3 +403,27 @@ class RateLimitHit(Base):
     hits: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index(None, "window_start"),)
+
+
+class PendingRequest(Base):
+    """A request sent on the public page and not yet confirmed from its mailbox: what the run will
+    get and the files it will carry, but no card and no run. Found by the hash of the secret its
+    confirmation link carries (the secret itself is never stored)."""
+
+    __tablename__ = "tempo_pending_request"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    request_type: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))
+    #: The page's own fields and the request type's, as validated there.
+    form: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    #: The files sent with it: ``filename``, ``content_type``, ``size``, ``sha256`` of each.
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    #: Set by the one confirmation that wins; kept until expiry so a second one is told.
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "expires_at"),)

@@ -20,6 +20,10 @@ class TemplateNotFound(LookupError):
     pass
 
 
+class RunExists(Exception):
+    """A run of the asked id exists already: nothing was started."""
+
+
 def _serialized_dag(dag_id: str) -> Any:
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
@@ -59,15 +63,19 @@ def get_template(dag_id: str) -> TemplateInfo:
 def start_process(dag_id: str, conf: dict[str, Any], user_name: str, run_id: str | None = None) -> str:
     """Create a DAG run the way Airflow's REST API does (with ``run_id`` if given); return its run id."""
     from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagRunAlreadyExists
     from airflow.utils.types import DagRunTriggeredByType
 
-    run = trigger_dag(
-        dag_id,
-        triggered_by=DagRunTriggeredByType.REST_API,
-        triggering_user_name=user_name,
-        run_id=run_id,
-        conf=conf,
-    )
+    try:
+        run = trigger_dag(
+            dag_id,
+            triggered_by=DagRunTriggeredByType.REST_API,
+            triggering_user_name=user_name,
+            run_id=run_id,
+            conf=conf,
+        )
+    except DagRunAlreadyExists:
+        raise RunExists(f"{dag_id} already has a run {run_id!r}") from None
     if run is None:
         raise TemplateNotFound(f"Process template {dag_id!r} could not be started.")
     return str(run.run_id)

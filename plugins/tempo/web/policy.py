@@ -16,7 +16,8 @@ The rules, on top of Airflow's authentication and auth manager (``web/security.p
 - *Cookie-borne writes* to the JSON API carry the CSRF token of the page they act from
   (``api_csrf``); a bearer token is no ambient credential and needs none. HTML forms check their
   token before anything is loaded (``TaskFormDep``).
-- *Signed links* stand for their person or counterparty only, on their task only.
+- *Signed links* stand for their person or counterparty only, on their task only; a public
+  request's confirmation link stands for the mailbox it was sent to, once.
 
 Dependencies and routes read through one session per request (``SessionDep``); ``tempo.actions``
 writes in transactions of their own. So a request holds one connection at a time, the dependency
@@ -34,9 +35,19 @@ from fastapi import Path as PathParam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tempo import directory, links, reports
+from tempo import directory, links, public_requests, reports
 from tempo.store.engine import read_session
-from tempo.store.models import ACTIVE_TASK_STATUSES, MAX_ID, Attachment, Person, Process, Task, TaskStatus
+from tempo.store.models import (
+    ACTIVE_TASK_STATUSES,
+    MAX_ID,
+    Attachment,
+    PendingRequest,
+    Person,
+    Process,
+    Task,
+    TaskStatus,
+    utcnow,
+)
 from tempo.store.tasks import TaskConflict, TaskNotFound, get_task
 from tempo.web.common import StoreId, form_data, load_task
 from tempo.web.security import CurrentUser, check_csrf, is_operator, require, require_read, user_name
@@ -417,3 +428,24 @@ def status_process(token: str, session: SessionDep) -> Process:
 
 
 StatusProcessDep = Annotated[Process, Depends(status_process)]
+
+
+def pending_request(token: str, session: SessionDep) -> PendingRequest:
+    """The request a confirmation link names, while it still waits; refused when forged, expired,
+    or already confirmed (409: the link did its work). The reads end here."""
+    secret = _verified(
+        links.verify_request_confirmation, token, "The link has expired. Please send your request again."
+    )
+    pending = public_requests.find(session, secret)
+    if pending is None or pending.expires_at < utcnow():
+        raise LinkRefused("The link has expired. Please send your request again.", status.HTTP_410_GONE)
+    if pending.confirmed_at is not None:
+        raise LinkRefused(ALREADY_CONFIRMED, status.HTTP_409_CONFLICT)
+    done_reading(session)
+    return pending
+
+
+ALREADY_CONFIRMED = "This request is already confirmed: the link to follow it was emailed to you."
+
+#: For a POST, ``public_requests.claim`` decides which of two confirmations at once goes on.
+PendingRequestDep = Annotated[PendingRequest, Depends(pending_request)]

@@ -2,13 +2,17 @@
 
 - ``/tempo/request`` lists the request types of the catalog; ``/tempo/request/{type}`` is the form
   of one type: who you are, what you ask, the type's own fields, any number of files. A valid form
-  starts the ``customer_request`` process and leads to the request's status page; an invalid one
+  is held (``tempo.public_requests``) and the address it names is emailed a confirmation link; the
+  page says "check your mailbox", the same whether the address is known or not. An invalid one
   answers 422 with a message per field and stores nothing. The form carries a signed token (the page
   has no session to protect, but a form that did not come from this page is refused), and each
   client (an IPv4 address, an IPv6 /64) and each email address may register ``[tempo]
   public_requests_per_hour`` requests an hour (429 beyond), counted before the form is read. A
   request bigger than ``[tempo] public_request_max_mb`` is refused (413) without being read whole,
   and its files are spooled to disk, never held in memory.
+- ``/tempo/confirm/{token}``: the mailbox confirms. GET shows what will be registered; POST (with
+  the page's CSRF token) starts the ``customer_request`` process, once (the run's id is the held
+  request's), and emails the request's status link: it is given nowhere else.
 - ``/tempo/requests/{token}`` shows a request's stage and history to whoever holds its signed link.
 - ``/tempo/respond/{token}``: the counterparty accepts or disputes a result. GET only shows; POST
   (with the page's CSRF token) answers once, a dispute with its claim and files.
@@ -26,18 +30,35 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
-from tempo import actions, config, links, ratelimit, wording
-from tempo.attachments import AttachmentError, Upload, received, store_process_upload
+from tempo import actions, config, links, public_requests, ratelimit, wording
+from tempo.attachments import (
+    AttachmentError,
+    Upload,
+    forget_pending,
+    pending_upload,
+    received,
+    store_process_upload,
+)
 from tempo.catalogs import CatalogError, RequestType, load_catalog
 from tempo.counterparties import email_key
 from tempo.forms import Email, Form, FormErrors, Text, size_text
-from tempo.runs import PUBLIC_TRIGGER, REQUESTER_KEY, process_for_run
+from tempo.mail.outbox import deliver_now
+from tempo.runs import PUBLIC_TRIGGER, REQUESTER_KEY, TemplateInfo, process_for_run
 from tempo.store.engine import write_session
 from tempo.store.models import ACTIVE_TASK_STATUSES, Attachment, HistoryEvent, Process, ProcessStatus, Task
 from tempo.store.tasks import TaskConflict
-from tempo.web import airflow_data
+from tempo.web import URL_PREFIX, airflow_data
 from tempo.web.common import render
-from tempo.web.policy import RespondClaimsDep, RespondTaskDep, SessionDep, StatusProcessDep, respond_task
+from tempo.web.policy import (
+    ALREADY_CONFIRMED,
+    LinkRefused,
+    PendingRequestDep,
+    RespondClaimsDep,
+    RespondTaskDep,
+    SessionDep,
+    StatusProcessDep,
+    respond_task,
+)
 from tempo.web.security import check_csrf, csrf_token
 
 router = APIRouter(include_in_schema=False)
@@ -209,30 +230,119 @@ async def register(request: Request, type_code: str) -> Response:
         return _form_page(request, request_type, errors, values, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     _count(f"email:{email_key(clean['email'])}")
+    _template()  # nothing is promised while requests cannot be registered
+    # Held until the address confirms it: whoever typed it may not own it (docs/security.md).
+    with write_session() as session:
+        mail = public_requests.hold(
+            session,
+            request_type=request_type.code,
+            type_name=request_type.name,
+            form=clean,
+            params=params,
+            uploads=uploads,
+        )
+    deliver_now([mail])
+    # The same page whether the address is known or not: it tells nobody who our customers are.
+    return RedirectResponse(
+        f"{URL_PREFIX}/request/{request_type.code}/sent", status_code=status.HTTP_303_SEE_OTHER
+    )
 
+
+def _template() -> TemplateInfo:
     try:
-        template = airflow_data.get_template(REQUEST_DAG_ID)
+        return airflow_data.get_template(REQUEST_DAG_ID)
     except airflow_data.TemplateNotFound:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "Requests cannot be registered at the moment."
         ) from None
-    conf = {
-        "counterparty_name": clean["name"],
-        "counterparty_email": clean["email"],
-        "request_type": request_type.code,
-        "subject": clean["subject"],
-        "description": clean["description"],
-        "request_params": params,
-        # The counterparty asked: its address is the requester (it has no username).
-        REQUESTER_KEY: clean["email"],
-    }
-    run_id = airflow_data.start_process(REQUEST_DAG_ID, conf, PUBLIC_TRIGGER)
-    # The process row now (the listener may get there first): the files and the status page need it.
+
+
+@router.get("/request/{type_code}/sent")
+def request_sent(request: Request, type_code: str) -> Response:
+    _page_is_open()
+    _request_type(type_code)
+    hours = links.CONFIRM_LINK_MAX_AGE // 3600
+    return render(
+        request,
+        "message.html",
+        {
+            "title": "Check your mailbox",
+            "message": "We have emailed a link to the address you gave. Open it within "
+            f"{hours} hours to confirm your request: nothing is registered until you do.",
+        },
+    )
+
+
+# --- the mailbox confirms -----------------------------------------------------------------------------
+
+
+@router.get("/confirm/{token}")
+def confirm_page(request: Request, token: str, pending: PendingRequestDep) -> Response:
+    request_type = _request_type(pending.request_type)
+    return render(
+        request,
+        "request_confirm.html",
+        {
+            "request_type": request_type,
+            "form": request_form(),
+            "type_form": request_type.form(),
+            "values": pending.form,
+            "params": pending.params,
+            "files": pending.files,
+            "token": token,
+            "csrf": csrf_token("public", f"confirm:{pending.id}"),
+        },
+    )
+
+
+@router.post("/confirm/{token}")
+async def confirm(request: Request, token: str, pending: PendingRequestDep) -> Response:
+    form = await _capped_form(request)
+    check_csrf(str(form.get("csrf") or ""), "public", f"confirm:{pending.id}")
+    request_type = _request_type(pending.request_type)
+    template = _template()
     with write_session() as session:
-        process_id = process_for_run(session, template, run_id, conf, PUBLIC_TRIGGER).id
-    for upload in uploads:
-        store_process_upload(process_id, actor=clean["email"], upload=upload)
-    return RedirectResponse(links.request_status_path(process_id), status_code=status.HTTP_303_SEE_OTHER)
+        if not public_requests.claim(session, pending.id):
+            raise LinkRefused(ALREADY_CONFIRMED, status.HTTP_409_CONFLICT)
+    fields = pending.form
+    conf = {
+        "counterparty_name": fields["name"],
+        "counterparty_email": fields["email"],
+        "request_type": request_type.code,
+        "subject": fields["subject"],
+        "description": fields["description"],
+        "request_params": pending.params,
+        # The counterparty asked: its address is the requester (it has no username).
+        REQUESTER_KEY: fields["email"],
+    }
+    # The run's id is the pending request's: whatever happens, it becomes one run at most.
+    run_id = public_requests.run_id_of(pending)
+    try:
+        airflow_data.start_process(REQUEST_DAG_ID, conf, PUBLIC_TRIGGER, run_id=run_id)
+    except airflow_data.RunExists:  # confirmed before, however this one got past the claim
+        raise LinkRefused(ALREADY_CONFIRMED, status.HTTP_409_CONFLICT) from None
+    except BaseException:
+        with write_session() as session:
+            public_requests.release(session, pending.id)
+        raise
+    # The process row now (the listener may get there first): the files and the status email need it.
+    with write_session() as session:
+        process = process_for_run(session, template, run_id, conf, PUBLIC_TRIGGER)
+        mail = public_requests.send_status_link(session, pending, process, request_type.name)
+    for file in pending.files:
+        with pending_upload(pending.key_hash, file) as upload:
+            store_process_upload(process.id, actor=fields["email"], upload=upload)
+    forget_pending(pending.key_hash)
+    deliver_now([mail])
+    return render(
+        request,
+        "message.html",
+        {
+            "title": "Thank you",
+            "message": f"Your request “{fields['subject']}” is registered. We have emailed you the link "
+            "to follow it.",
+        },
+    )
 
 
 # --- the requester's status page -------------------------------------------------------------------
