@@ -152,20 +152,27 @@ def test_a_task_for_someone_away_goes_to_the_deputy_marked_for_them(people, monk
     assert "for Sandra Service" in mail.body_text and "for Sandra Service" in (mail.body_html or "")
 
 
-def test_a_queue_notifies_its_present_members_and_the_deputies_when_nobody_is(people):
+def test_a_queue_notifies_its_present_members_and_goes_to_a_deputy_when_nobody_is(people):
     actions.record_absence(week(), by="sandra")
     with read_session() as session:
         queue = Resolved(unit="customer_service", dag_id="demo")
         role = Role("customer_service").resolve(session, None, None)  # type: ignore[arg-type]
         before = sorted(p.username for p in queue.recipients(session))
+        role_before = role.standing_in(session, "demo")
     people.move_to(AWAY)
     with read_session() as session:
         during = sorted(p.username for p in queue.recipients(session))
-        role_during = [p.username for p in role.standing_in(session, "demo").recipients(session)]
+        unit_during = queue.standing_in(session, "demo")
+        role_during = role.standing_in(session, "demo")
+        role_recipients = [p.username for p in role_during.recipients(session)]
 
     assert before == ["helen", "sandra"]
     assert during == ["helen"]
-    assert role_during == ["fiona"]  # Sandra alone holds the role: her deputy hears of it
+    assert unit_during.assignee is None  # Helen is there: the queue stays a queue
+    assert (role_before.role, role_before.assignee) == ("customer_service", None)
+    # Sandra alone holds the role: the task goes to her deputy, held for her.
+    assert (role_during.role, role_during.assignee, role_during.acting_for) == (None, "fiona", "sandra")
+    assert role_recipients == ["fiona"]
 
 
 SLA_POLICY = SLA(

@@ -62,19 +62,21 @@ class Resolved:
 
     def standing_in(self, session: Session, dag_id: str) -> Resolved:
         """This assignment once absences are counted: an absent assignee's task goes to their
-        stand-in (``directory.stand_in``), who holds it for them."""
+        stand-in (``directory.stand_in``), who holds it for them; so does a queue's whose members are
+        all away, to the stand-in of its first member (else nobody who may take it would hear of it)."""
         from tempo import directory
 
         counted = replace(self, dag_id=dag_id)
-        person = (
-            directory.active_person(session, self.assignee) if self.assignee and not self.contacts else None
-        )
-        if person is None:
+        if self.contacts:
             return counted
-        deputy = directory.stand_in(session, person, dag_id)
-        if deputy.username == person.username:
+        if self.assignee:
+            people = [p for p in [directory.active_person(session, self.assignee)] if p is not None]
+        else:
+            people = self.recipients(session)
+        stand_ins = [directory.stand_in(session, p, dag_id) for p in people]
+        if not people or any(s.username == p.username for p, s in zip(people, stand_ins, strict=True)):
             return counted
-        return replace(counted, assignee=deputy.username, acting_for=person.username)
+        return Resolved(assignee=stand_ins[0].username, acting_for=people[0].username, dag_id=dag_id)
 
     def recipients(self, session: Session) -> list[Any]:
         from tempo import directory

@@ -384,6 +384,26 @@ def stand_in(session: Session, person: Person, dag_id: str | None, at: datetime 
     return person
 
 
+def stood_in_for(
+    session: Session, username: str, at: datetime | None = None
+) -> list[tuple[str, tuple[str, ...] | None]]:
+    """Whom ``username`` stands in for at ``at`` (now), each with the templates it covers (None:
+    every process): the tasks those absent people still hold are theirs to act on meanwhile."""
+    at = at or utcnow()
+    away = session.scalars(select(Absence).where(Absence.starts_at <= at, Absence.ends_at > at)).all()
+    covered: list[tuple[str, tuple[str, ...] | None]] = []
+    for absence in away:
+        person = session.get_one(Person, absence.username)
+        if absence.scope is None:
+            if stand_in(session, person, None, at).username == username:
+                covered.append((person.username, None))
+            continue
+        dags = tuple(d for d in absence.scope if stand_in(session, person, d, at).username == username)
+        if dags:
+            covered.append((person.username, dags))
+    return covered
+
+
 def manager_of(session: Session, username: str) -> Person | None:
     """The person's active manager; without one (none named, or deactivated), the active head of
     their unit or of the nearest unit above."""

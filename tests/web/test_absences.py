@@ -130,8 +130,8 @@ def test_the_deputy_sees_acts_on_and_answers_for_the_absent_person(web):
         moved = make_task(
             session, process, dag_id="rma_sales_order", task_id="b", assignee="fiona", acting_for="sandra"
         )
-    # Before the absence Fiona may not touch Sandra's task.
-    assert web.get(f"/tempo/api/v1/tasks/{held.id}", headers=auth("olga")).status_code == 200
+    # Before the absence Fiona may not touch Sandra's task, nor find it in her inbox.
+    assert f'<tr data-task-id="{held.id}">' not in web.get("/tempo/inbox", headers=auth("fiona")).text
     before = web.post(
         f"/tempo/api/v1/tasks/{held.id}/complete", json={"answers": {"answer": "x"}}, headers=auth("fiona")
     )
@@ -139,6 +139,9 @@ def test_the_deputy_sees_acts_on_and_answers_for_the_absent_person(web):
     assert web.post("/tempo/api/v1/absences", json=body(), headers=auth("sandra")).status_code == 201
 
     inbox = web.get("/tempo/inbox", headers=auth("fiona")).text
+    # Sandra's own task is in Fiona's inbox while Sandra is away, beside the one moved to Fiona.
+    assert f'<tr data-task-id="{held.id}">' in inbox
+    assert f'<tr data-task-id="{held.id}">' not in web.get("/tempo/inbox", headers=auth("john")).text
     row = re.search(rf'<tr data-task-id="{moved.id}">(.*?)</tr>', inbox, flags=re.S)
     assert row is not None and "for Sandra Service" in row.group(1)
     page = web.get(f"/tempo/tasks/{moved.id}", headers=auth("fiona")).text

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -380,9 +380,12 @@ def inbox_tasks(
     business_key: str | None = None,
     counterparty: str | None = None,
     statuses: Sequence[TaskStatus] = ACTIVE_TASK_STATUSES,
+    stands_in_for: Sequence[tuple[str, Sequence[str] | None]] = (),
     limit: int = 200,
 ) -> list[Task]:
-    """A person's inbox: their own tasks and the queues they belong to, overdue first, then by due date."""
+    """A person's inbox: their own tasks, the queues they belong to, and the tasks still held by
+    the absent people they stand in for (each with the templates it covers, None: all); overdue
+    first, then by due date."""
     from sqlalchemy import and_, or_
 
     mine = or_(
@@ -394,6 +397,13 @@ def inbox_tasks(
             or_(Task.candidate_role.is_(None), Task.candidate_role.in_(list(roles))),
             or_(Task.candidate_unit.is_(None), Task.candidate_unit == unit),
             or_(Task.candidate_role.is_not(None), Task.candidate_unit.is_not(None)),
+        ),
+        *(
+            and_(
+                or_(Task.claimed_by == absent, and_(Task.assignee == absent, Task.claimed_by.is_(None))),
+                Task.dag_id.in_(list(dags)) if dags is not None else true(),
+            )
+            for absent, dags in stands_in_for
         ),
     )
     query = (

@@ -29,6 +29,7 @@ from tempo.web.policy import (
     ReadableTaskDep,
     SessionDep,
     TaskDep,
+    absences_reader,
     api_csrf,
     done_reading,
     person_of,
@@ -273,7 +274,12 @@ def list_absences(user: CurrentUser, session: SessionDep) -> list[AbsenceOut]:
     return [AbsenceOut.model_validate(a) for a in visible_absences(session, person, admin=is_operator(user))]
 
 
-@router.post("/absences", status_code=201, summary="Record an absence and its deputy")
+@router.post(
+    "/absences",
+    status_code=201,
+    summary="Record an absence and its deputy",
+    dependencies=[Depends(absences_reader)],
+)
 def record_absence(body: AbsenceForm, user: CurrentUser, session: SessionDep) -> AbsenceOut:
     """For the person, their manager or an admin (403 for anyone else); a circle of deputies, an
     overlap with the person's own absence or an absence already over is a 422 naming the field."""

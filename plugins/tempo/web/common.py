@@ -145,12 +145,14 @@ def parse_status_filter(value: str | None) -> tuple[TaskStatus, ...]:
 
 
 def person_inbox(session: Session, person: Person, **filters: Any) -> list[Task]:
-    """``person``'s own tasks and those of their role and unit queues (``inbox_tasks`` filters)."""
+    """``person``'s own tasks, those of their role and unit queues, and those still held by the
+    absent people they stand in for (``inbox_tasks`` filters)."""
     return inbox_tasks(
         session,
         username=person.username,
         roles=directory.roles_of(session, person.username),
         unit=person.unit_code,
+        stands_in_for=directory.stood_in_for(session, person.username),
         **filters,
     )
 

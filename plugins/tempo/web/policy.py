@@ -130,6 +130,11 @@ def may_record_absence(session: Session, user: Any, person: Person | None, usern
     return username == person.username or (manager is not None and manager.username == person.username)
 
 
+def absences_reader(user: CurrentUser) -> None:
+    """Airflow lets ``user`` read (403 otherwise), asked before an absence's body is read."""
+    require_read(user)
+
+
 def require_absence_recorder(session: Session, user: Any, username: str) -> Person | None:
     """The person recording ``username``'s absence (None for an operator outside the directory),
     once Airflow lets ``user`` read and ``may_record_absence`` says yes; 403 otherwise."""
