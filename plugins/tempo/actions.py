@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from tempo import required_actions
+from tempo import directory, required_actions
+from tempo.absences import ABSENCE_ACTOR, AbsenceSpec, in_scope, problems
 from tempo.attachments import Upload, stage, too_big, write_content
 from tempo.directory import get_person
 from tempo.forms import (
@@ -25,9 +27,17 @@ from tempo.forms import (
     has_unsafe_characters,
 )
 from tempo.store.engine import write_session
-from tempo.store.models import Attachment, HistoryEvent, Person, Task
+from tempo.store.models import ACTIVE_TASK_STATUSES, Absence, Attachment, HistoryEvent, Person, Task, utcnow
 from tempo.store.processes import refresh_current_step
-from tempo.store.tasks import assign_task, claim_task, complete_task, get_task, record_event, unclaim_task
+from tempo.store.tasks import (
+    TaskConflict,
+    assign_task,
+    claim_task,
+    complete_task,
+    get_task,
+    record_event,
+    unclaim_task,
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,16 @@ def complete(
         }
         answers = {**answers, **{name: [a.id for a in files] for name, files in staged.items()}}
         result = check_answers(session, task, answers, outcome)
+        # Someone who answers a task its holder holds is that absent holder's stand-in.
+        holder = task.claimed_by or task.assignee
         done = complete_task(
-            session, task.id, actor=actor, result=result, outcome=outcome, expected_version=expected_version
+            session,
+            task.id,
+            actor=actor,
+            result=result,
+            outcome=outcome,
+            expected_version=expected_version,
+            acting_for=task.acting_for or (holder if holder not in (None, actor) else None),
         )
         for name, files in staged.items():
             for attachment, upload in zip(files, (uploads or {})[name], strict=True):
@@ -193,3 +211,106 @@ def comment(task_pk: int, *, actor: str, text: str) -> HistoryEvent:
 def email_client(task_pk: int, *, actor: str, subject: str, text: str) -> HistoryEvent:
     """Email the task's client (the step's required action); see ``tempo.required_actions``."""
     return required_actions.email_client(task_pk, actor=actor, subject=subject, text=text)
+
+
+def record_absence(spec: AbsenceSpec, *, by: str) -> Absence:
+    """Record an absence (whoever may, ``web.policy``, decided already): its people active, its
+    last day not over, and ``absences.problems`` kept beside those recorded; ``FormErrors`` by field
+    otherwise, and nothing recorded."""
+    with write_session() as session:
+        found: dict[str, str] = {}
+        for key, username in (("person", spec.person), ("deputy", spec.deputy)):
+            if directory.active_person(session, username) is None:
+                found[key] = f"{username!r} is not an active person of the directory."
+        if found:
+            raise FormErrors(found)
+        found = problems(spec, directory.recorded_absences(session))
+        absence = directory.store_absence(session, spec, recorded_by=by)
+        if absence.ends_at <= utcnow():
+            found.setdefault("last_day", "This absence is over already.")
+        if found:
+            raise FormErrors(found)  # the transaction is rolled back: nothing recorded
+        session.flush()
+        return absence
+
+
+def hand_over_absences(now: datetime | None = None) -> int:
+    """The hand-overs absences with ``move_tasks`` owe at ``now``: at its start the person's open
+    tasks (of its scope) go to their stand-in, and at its end those nobody touched meanwhile come
+    back. Each move is a history event; the number of tasks moved."""
+    now = now or utcnow()
+    moved = 0
+    with write_session() as session:
+        starting = session.scalars(
+            select(Absence).where(
+                Absence.move_tasks.is_(True),
+                Absence.moved_at.is_(None),
+                Absence.starts_at <= now,
+                Absence.ends_at > now,
+            )
+        ).all()
+        for absence in starting:
+            moved += _move_to_stand_in(session, absence, now)
+            absence.moved_at = now
+        ending = session.scalars(
+            select(Absence).where(
+                Absence.moved_at.is_not(None), Absence.returned_at.is_(None), Absence.ends_at <= now
+            )
+        ).all()
+        for absence in ending:
+            moved += _move_back(session, absence)
+            absence.returned_at = now
+    return moved
+
+
+def _absent_tasks(session: Session, absence: Absence, *held: Any) -> list[Task]:
+    tasks = session.scalars(select(Task).where(Task.status.in_(ACTIVE_TASK_STATUSES), *held)).all()
+    return [t for t in tasks if in_scope(absence.scope, t.dag_id)]
+
+
+def _move_to_stand_in(session: Session, absence: Absence, now: datetime) -> int:
+    person = session.get_one(Person, absence.username)
+    held = or_(
+        Task.claimed_by == person.username, (Task.assignee == person.username) & Task.claimed_by.is_(None)
+    )
+    moved = 0
+    for task in _absent_tasks(session, absence, held):
+        deputy = directory.stand_in(session, person, task.dag_id, now)
+        if deputy.username != person.username and _hand_over(
+            session, task, to=deputy.username, kind="handed_over", acting_for=person.username
+        ):
+            moved += 1
+    return moved
+
+
+def _move_back(session: Session, absence: Absence) -> int:
+    """The tasks handed over for the absence that nobody touched since: no event after the hand-over."""
+    moved = 0
+    for task in _absent_tasks(session, absence, Task.acting_for == absence.username):
+        last = session.scalars(
+            select(HistoryEvent.kind)
+            .where(HistoryEvent.task_id == task.id)
+            .order_by(HistoryEvent.at.desc(), HistoryEvent.id.desc())
+            .limit(1)
+        ).first()
+        if last == "handed_over" and _hand_over(session, task, to=absence.username, kind="handed_back"):
+            moved += 1
+    return moved
+
+
+def _hand_over(session: Session, task: Task, *, to: str, kind: str, acting_for: str | None = None) -> bool:
+    """One move, unless the task changed under it (someone acted that very moment: theirs stands)."""
+    try:
+        with session.begin_nested():
+            assign_task(
+                session,
+                task.id,
+                actor=ABSENCE_ACTOR,
+                to=to,
+                kind=kind,
+                expected_version=task.version,
+                acting_for=acting_for,
+            )
+    except TaskConflict:
+        return False
+    return True

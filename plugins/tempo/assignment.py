@@ -8,7 +8,7 @@ Resolution happens in ``execute()`` against the directory, never at DAG parse ti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 # Declaring an assignment in a DAG file must stay cheap: every worker parses the DAG before each
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from tempo.store.models import Person as DirectoryPerson
     from tempo.store.models import Process
 
 
@@ -44,13 +45,38 @@ class Contact:
 
 @dataclass(frozen=True)
 class Resolved:
-    """Either one assignee or a queue (role and/or unit) that candidates claim from."""
+    """Either one assignee or a queue (role and/or unit) that candidates claim from.
+
+    With ``dag_id`` (the process the task belongs to) absences count: the recipients are the
+    assignee's stand-in, and a queue's members who are present (their stand-ins when nobody is).
+    """
 
     assignee: str | None = None
     role: str | None = None
     unit: str | None = None
     #: Outside recipients (a counterparty): when set, they are the recipients.
     contacts: tuple[Contact, ...] = ()
+    #: The absent person ``assignee`` stands in for (``standing_in``).
+    acting_for: str | None = None
+    dag_id: str | None = None
+
+    def standing_in(self, session: Session, dag_id: str) -> Resolved:
+        """This assignment once absences are counted: an absent assignee's task goes to their
+        stand-in (``directory.stand_in``), who holds it for them; so does a queue's whose members are
+        all away, to the stand-in of its first member (else nobody who may take it would hear of it)."""
+        from tempo import directory
+
+        counted = replace(self, dag_id=dag_id)
+        if self.contacts:
+            return counted
+        if self.assignee:
+            people = [p for p in [directory.active_person(session, self.assignee)] if p is not None]
+        else:
+            people = self.recipients(session)
+        stand_ins = [directory.stand_in(session, p, dag_id) for p in people]
+        if not people or any(s.username == p.username for p, s in zip(people, stand_ins, strict=True)):
+            return counted
+        return Resolved(assignee=stand_ins[0].username, acting_for=people[0].username, dag_id=dag_id)
 
     def recipients(self, session: Session) -> list[Any]:
         from tempo import directory
@@ -59,12 +85,21 @@ class Resolved:
             return list(self.contacts)
         if self.assignee:
             person = directory.active_person(session, self.assignee)
-            return [person] if person is not None else []
+            return [self._stand_in(session, person)] if person is not None else []
         people = directory.people_with_role(session, self.role) if self.role else []
         if self.unit:
             in_unit = directory.people_in_unit(session, self.unit)
             people = [p for p in people if p.unit_code == self.unit] if self.role else in_unit
-        return people
+        if self.dag_id is None:
+            return people
+        stand_ins = [self._stand_in(session, p) for p in people]
+        present = [p for p, s in zip(people, stand_ins, strict=True) if s.username == p.username]
+        return present or list({s.username: s for s in stand_ins}.values())
+
+    def _stand_in(self, session: Session, person: DirectoryPerson) -> DirectoryPerson:
+        from tempo import directory
+
+        return person if self.dag_id is None else directory.stand_in(session, person, self.dag_id)
 
 
 class Assignment:

@@ -7,6 +7,7 @@ time holds the clock's lease in the store and, each ``[tempo] clock_interval``:
 
 - fires the SLA timers that are due (reminders, overdue marks, escalations, expiry): one indexed
   query on ``tempo_task.sla_next_at`` finds them, however many steps wait;
+- moves the tasks of absences that begin or end to the deputy and back (``actions.hand_over_absences``);
 - delivers wakes still owed: a task closed in the store whose step was not woken (the API server
   died in between, Airflow's database refused) is found by one indexed query and woken now;
 - sends the mail its timers queued at once, and retries undelivered email every ``[tempo]
@@ -54,6 +55,7 @@ class Tick:
     held: bool = False
     timers_fired_on: int = 0
     woken: int = 0
+    handed_over: int = 0
 
 
 class Clock:
@@ -79,6 +81,7 @@ class Clock:
         tick = Tick(held=self.held)
         if not tick.held:
             return tick
+        tick.handed_over = self.hand_over_absences(now)
         tick.timers_fired_on = self.fire_due_timers(now)
         tick.woken = self.deliver_owed_wakes(now)
         return tick
@@ -123,6 +126,16 @@ class Clock:
                 .where(Lease.name == LEASE_NAME, Lease.holder == self.holder)
                 .values(expires_at=utcnow() - timedelta(seconds=1))
             )
+
+    def hand_over_absences(self, now: datetime) -> int:
+        """Move the tasks of absences that began or ended; the number of tasks moved."""
+        from tempo.actions import hand_over_absences
+
+        try:
+            return hand_over_absences(now)
+        except Exception:  # an absence's trouble must not stop the timers and the wakes
+            log.exception("[tempo] absences' hand-overs failed; retrying next tick")
+            return 0
 
     def fire_due_timers(self, now: datetime) -> int:
         """Fire what is due on every task whose next timer has come; the number of tasks."""

@@ -1,14 +1,15 @@
-"""The directory: people, units, roles and counterparties, and who is responsible for what.
+"""The directory: people, units, roles, counterparties and absences, and who is responsible for
+what.
 
 It is loaded from a YAML file (``tempo directory load FILE``) and answers the questions assignment
 and escalation ask: who heads this unit, who is this person's manager, who holds this role, who is
-responsible for this counterparty.
+responsible for this counterparty, who stands in for someone who is away.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from tempo.store.models import Counterparty, Person, PersonRole, Role, Unit
+from tempo.absences import DAG_ID_PATTERN, AbsenceSpec, in_scope, problems, window
+from tempo.store.models import Absence, Counterparty, Person, PersonRole, Role, Unit, utcnow
 from tempo.yaml_lines import YamlFileError, validate_yaml
 
 if TYPE_CHECKING:
@@ -81,11 +83,37 @@ class CounterpartyEntry(_Entry):
     responsible: str | None = None
 
 
+class AbsenceEntry(_Entry):
+    """A person away on ``first_day`` to ``last_day`` (their calendar's days), ``deputy`` standing in,
+    for every process or the templates ``scope`` names."""
+
+    person: str
+    first_day: date
+    last_day: date
+    deputy: str
+    scope: list[str] | None = Field(default=None, min_length=1)
+    move_tasks: bool = False
+
+    @model_validator(mode="after")
+    def _valid_scope(self) -> AbsenceEntry:
+        import re
+
+        bad = [d for d in self.scope or [] if not re.fullmatch(DAG_ID_PATTERN, d)]
+        if bad:
+            raise ValueError(f"scope: {bad[0]!r} is not a dag_id")
+        return self
+
+    def spec(self) -> AbsenceSpec:
+        scope = tuple(self.scope) if self.scope is not None else None
+        return AbsenceSpec(self.person, self.first_day, self.last_day, self.deputy, scope, self.move_tasks)
+
+
 class DirectoryFile(_Entry):
     units: list[UnitEntry] = Field(default_factory=list)
     roles: list[RoleEntry] = Field(default_factory=list)
     people: list[PersonEntry] = Field(default_factory=list)
     counterparties: list[CounterpartyEntry] = Field(default_factory=list)
+    absences: list[AbsenceEntry] = Field(default_factory=list)
 
 
 class DirectoryError(YamlFileError):
@@ -98,15 +126,18 @@ class LoadSummary:
     roles: int
     people: int
     counterparties: int
+    absences: int = 0
 
 
 @dataclass(frozen=True)
 class Known:
-    """What the store already holds, so a file may reference entries loaded earlier."""
+    """What the store already holds, so a file may reference entries loaded earlier (and its
+    absences keep clear of those already recorded)."""
 
     units: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
     people: frozenset[str] = frozenset()
+    absences: tuple[AbsenceSpec, ...] = ()
 
 
 def parse_directory(text: str, source: str = "<directory>", known: Known = Known()) -> DirectoryFile:
@@ -166,7 +197,26 @@ def _reference_problems(doc: DirectoryFile, known: Known) -> list[tuple[tuple[An
         if cp.responsible and cp.responsible not in people:
             problems.append((("counterparties", i, "responsible"), f"unknown person {cp.responsible!r}"))
     problems.extend(_unit_cycles(doc))
+    problems.extend(_absence_problems(doc, people, known))
     return problems
+
+
+def _absence_problems(
+    doc: DirectoryFile, people: set[str], known: Known
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Each absence names known people and keeps the rules of ``absences.problems`` beside those
+    recorded before it, in the store and earlier in the file."""
+    found: list[tuple[tuple[Any, ...], str]] = []
+    specs = [entry.spec() for entry in doc.absences]
+    for i, spec in enumerate(specs):
+        unknown = [
+            (key, who) for key, who in (("person", spec.person), ("deputy", spec.deputy)) if who not in people
+        ]
+        found.extend((("absences", i, key), f"unknown person {who!r}") for key, who in unknown)
+        if not unknown:
+            others = [k for k in known.absences if not any(k.same_record(s) for s in specs)] + specs[:i]
+            found.extend((("absences", i, key), msg) for key, msg in problems(spec, others).items())
+    return found
 
 
 def _unit_cycles(doc: DirectoryFile) -> list[tuple[tuple[Any, ...], str]]:
@@ -224,7 +274,46 @@ def load_directory(session: Session, doc: DirectoryFile) -> LoadSummary:
         cp.name, cp.email, cp.responsible_username = cp_entry.name, cp_entry.email, cp_entry.responsible
         session.add(cp)
     session.flush()
-    return LoadSummary(len(doc.units), len(doc.roles), len(doc.people), len(doc.counterparties))
+    for absence_entry in doc.absences:
+        spec = absence_entry.spec()
+        same = session.scalar(
+            select(Absence).where(
+                Absence.username == spec.person,
+                Absence.first_day == spec.first_day,
+                Absence.last_day == spec.last_day,
+            )
+        )
+        store_absence(session, spec, recorded_by=None, row=same)
+    session.flush()
+    return LoadSummary(
+        len(doc.units), len(doc.roles), len(doc.people), len(doc.counterparties), len(doc.absences)
+    )
+
+
+def store_absence(
+    session: Session, spec: AbsenceSpec, *, recorded_by: str | None, row: Absence | None = None
+) -> Absence:
+    """Write ``spec`` (already checked) as a new absence, or over ``row``; its moments are its days
+    in the person's time zone."""
+    person = session.get_one(Person, spec.person)
+    starts_at, ends_at = window(
+        spec.first_day, spec.last_day, calendar_for(session, person.unit_code).timezone
+    )
+    row = row or Absence(username=spec.person, first_day=spec.first_day, last_day=spec.last_day)
+    row.deputy, row.scope, row.move_tasks = (
+        spec.deputy,
+        list(spec.scope) if spec.scope else None,
+        spec.move_tasks,
+    )
+    row.starts_at, row.ends_at, row.recorded_by = starts_at, ends_at, recorded_by
+    session.add(row)
+    return row
+
+
+def recorded_absences(session: Session) -> tuple[AbsenceSpec, ...]:
+    """The absences not over yet: those a new one must keep clear of."""
+    rows = session.scalars(select(Absence).where(Absence.ends_at > utcnow()))
+    return tuple(AbsenceSpec.of(row) for row in rows)
 
 
 def load_directory_file(path: str | Path, url: str | None = None) -> LoadSummary:
@@ -241,6 +330,7 @@ def load_directory_file(path: str | Path, url: str | None = None) -> LoadSummary
             units=frozenset(session.scalars(select(Unit.code))),
             roles=frozenset(session.scalars(select(Role.code))),
             people=frozenset(session.scalars(select(Person.username))),
+            absences=recorded_absences(session),
         )
         doc = parse_directory(text, source=str(path), known=known)
         return load_directory(session, doc)
@@ -266,6 +356,52 @@ def person_by_email(session: Session, email: str) -> Person | None:
         select(Person).where(func.lower(Person.email) == email.strip().lower()).limit(2)
     ).all()
     return matches[0] if len(matches) == 1 else None
+
+
+def absence_of(
+    session: Session, username: str, dag_id: str | None, at: datetime | None = None
+) -> Absence | None:
+    """The person's absence on at ``at`` (now) that covers a task of ``dag_id``, if any."""
+    at = at or utcnow()
+    rows = session.scalars(
+        select(Absence).where(Absence.username == username, Absence.starts_at <= at, Absence.ends_at > at)
+    )
+    return next((row for row in rows if in_scope(row.scope, dag_id)), None)
+
+
+def stand_in(session: Session, person: Person, dag_id: str | None, at: datetime | None = None) -> Person:
+    """Who acts for ``person`` on a task of ``dag_id`` at ``at`` (now): the person, or while they are
+    away their deputy, or the deputy's deputy while the deputy is away too. A deputy who is
+    deactivated stands in for nobody, and a circle (recorded absences refuse one, but their days may
+    shift with a calendar) ends at the last person before it closes."""
+    seen = {person.username}
+    while (absence := absence_of(session, person.username, dag_id, at)) is not None:
+        deputy = active_person(session, absence.deputy)
+        if deputy is None or deputy.username in seen:
+            break
+        seen.add(deputy.username)
+        person = deputy
+    return person
+
+
+def stood_in_for(
+    session: Session, username: str, at: datetime | None = None
+) -> list[tuple[str, tuple[str, ...] | None]]:
+    """Whom ``username`` stands in for at ``at`` (now), each with the templates it covers (None:
+    every process): the tasks those absent people still hold are theirs to act on meanwhile."""
+    at = at or utcnow()
+    away = session.scalars(select(Absence).where(Absence.starts_at <= at, Absence.ends_at > at)).all()
+    covered: list[tuple[str, tuple[str, ...] | None]] = []
+    for absence in away:
+        person = session.get_one(Person, absence.username)
+        if absence.scope is None:
+            if stand_in(session, person, None, at).username == username:
+                covered.append((person.username, None))
+            continue
+        dags = tuple(d for d in absence.scope if stand_in(session, person, d, at).username == username)
+        if dags:
+            covered.append((person.username, dags))
+    return covered
 
 
 def manager_of(session: Session, username: str) -> Person | None:

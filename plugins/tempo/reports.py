@@ -113,7 +113,8 @@ def scope_for(session: Session, username: str | None, *, admin: bool) -> Scope:
 def visible_processes(scope: Scope) -> ColumnElement[bool]:
     """The processes a viewer may open, with their steps and files: those the reports show them
     (requested by them or by their units), those with a step they perform or one their units'
-    people perform, and those with a step waiting in one of their queues (role and unit)."""
+    people perform, those with a step waiting in one of their queues (role and unit), and those
+    with a step a deputy holds for them."""
     if scope.everything:
         return true()
     requester_unit = (
@@ -121,7 +122,12 @@ def visible_processes(scope: Scope) -> ColumnElement[bool]:
     )
     performer_unit = select(_Performer.unit_code).where(_Performer.username == _performer()).scalar_subquery()
     steps = select(Task.process_id).where(
-        or_(_task_scope(scope, func.coalesce(performer_unit, Task.candidate_unit)), _in_queue(scope))
+        or_(
+            _task_scope(scope, func.coalesce(performer_unit, Task.candidate_unit)),
+            _in_queue(scope),
+            # An absent person still reads the tasks a deputy holds for them.
+            Task.acting_for == scope.username if scope.username else false(),
+        )
     )
     return or_(_process_scope(scope, func.coalesce(Process.unit_code, requester_unit)), Process.id.in_(steps))
 

@@ -97,25 +97,41 @@ def fire_due(task_pk: int, now: datetime | None = None) -> Fired:
 
 
 def _holders(session: Session, task: Task) -> list[Person]:
+    """Who the task waits on now: its holder, or their stand-in while they are away; a queue's
+    present members."""
     holder = task.claimed_by or task.assignee
     return Resolved(
         assignee=holder,
         role=None if holder else task.candidate_role,
         unit=None if holder else task.candidate_unit,
+        dag_id=task.dag_id,
     ).recipients(session)
 
 
 def escalation_targets(session: Session, task: Task, level: Escalate) -> list[Person]:
+    """Whom an escalation reaches: the people its level names, each or their stand-in while away."""
+    targets = {p.username: directory.stand_in(session, p, task.dag_id) for p in _named(session, task, level)}
+    return list({p.username: p for p in targets.values()}.values())
+
+
+def _named(session: Session, task: Task, level: Escalate) -> list[Person]:
+    """The people a level names; "manager" and the unit heads are those of the person the task is
+    for (the absent one a deputy holds it for)."""
     kind, _, value = level.to.partition(":")
     if kind == "person":
         person = directory.active_person(session, value)
         return [person] if person else []
     if kind == "role":
         return directory.people_with_role(session, value)
-    holders = _holders(session, task)
-    if level.to == "manager" and (task.claimed_by or task.assignee):
-        manager = directory.manager_of(session, task.claimed_by or task.assignee or "")
+    holder = task.acting_for or task.claimed_by or task.assignee
+    if level.to == "manager" and holder:
+        manager = directory.manager_of(session, holder)
         return [manager] if manager else []
+    holders = Resolved(
+        assignee=holder,
+        role=None if holder else task.candidate_role,
+        unit=None if holder else task.candidate_unit,
+    ).recipients(session)
     units = (
         [task.candidate_unit]
         if task.candidate_unit
@@ -183,7 +199,16 @@ def fire(task_pk: int, timer_name: str) -> list[str]:
                 actor=SLA_ACTOR,
                 details={"to": [p.username for p in people], "timer": timer.name},
             )
-            return _queue_mail(session, task, process, timer, people, "sla_reminder", {"overdue": late})
+            # A deputy reminded of a task its absent holder still holds is told whose it is.
+            holder = task.claimed_by or task.assignee
+            absent = task.acting_for or (
+                holder if holder and [p.username for p in people] != [holder] else None
+            )
+            extra: dict[str, object] = {
+                "overdue": late,
+                "acting_for": directory.get_person(session, absent) if absent else None,
+            }
+            return _queue_mail(session, task, process, timer, people, "sla_reminder", extra)
         if timer.kind == "escalate":
             assert timer.escalation is not None
             level = policy.escalations[timer.escalation]

@@ -21,6 +21,7 @@ ROLES = {
     "helen": "user",
     "john": "user",
     "olga": "user",
+    "fiona": "user",
     "vera": "viewer",
     "stranger": "user",
 }

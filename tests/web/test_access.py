@@ -284,6 +284,8 @@ def _rules():
         "manager": policy.task_manager,
         "start": None,  # Airflow's POST on the DAG's runs, asked in the route
         "operator": None,  # Airflow's ops and admins, asked in the route
+        # policy.require_absence_recorder, asked in the route once the body names whose absence it is
+        "absence recorder": None,
     }
 
 
@@ -309,6 +311,10 @@ ROUTE_RULES = {
     ("GET", "/tempo/inbox"): "airflow read",
     ("GET", "/tempo/start"): "airflow read",
     ("GET", "/tempo/api/v1/tasks"): "airflow read",
+    ("GET", "/tempo/absences"): "airflow read",
+    ("GET", "/tempo/api/v1/absences"): "airflow read",
+    ("POST", "/tempo/absences"): "absence recorder",
+    ("POST", "/tempo/api/v1/absences"): "absence recorder",
     ("GET", "/tempo/sla"): "scope",
     ("GET", "/tempo/tasks/{task_id}"): "readable task",
     ("GET", "/tempo/api/v1/tasks/{task_id}"): "readable task",

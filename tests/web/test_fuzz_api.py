@@ -225,7 +225,8 @@ def test_no_request_answers_5xx_and_no_refusal_changes_the_store(api_app, seeded
     assert not tally.server_errors, "\n".join(tally.server_errors[:10])
     assert not tally.changed_after_4xx, "\n".join(tally.changed_after_4xx[:10])
     # The fuzzing reached every operation, and got past validation somewhere.
-    assert len(tally.operations) == len(list(schemathesis.openapi.from_asgi("/tempo/openapi.json", api_app)))
+    schema = schemathesis.openapi.from_asgi("/tempo/openapi.json", api_app)
+    assert len(tally.operations) == len(list(schema.get_all_operations()))
     assert any(200 <= status < 300 for status in tally.statuses)
 
 

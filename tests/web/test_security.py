@@ -206,9 +206,14 @@ def test_state_changing_form_needs_its_own_csrf_token(web, rows, method, path):
 
 @ON_SQLITE
 def test_every_form_on_every_page_carries_a_csrf_token(web, rows):
-    pages = [f"/tempo/tasks/{rows['task_id']}", "/tempo/start/rma_sales_order", "/tempo/admin/outbox"]
+    pages = [
+        f"/tempo/tasks/{rows['task_id']}",
+        "/tempo/start/rma_sales_order",
+        "/tempo/admin/outbox",
+        "/tempo/absences",
+    ]
     forms_seen = 0
-    for url, user in zip(pages, ("sandra", "rob", "admin"), strict=True):
+    for url, user in zip(pages, ("sandra", "rob", "admin", "sandra"), strict=True):
         html = web.get(url, headers=auth(user)).text
         for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", html, flags=re.S | re.I):
             forms_seen += 1

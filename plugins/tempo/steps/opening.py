@@ -61,6 +61,8 @@ def _mail_context(session: Session, task: Task, process: Process) -> dict[str, A
     return {
         "task": task,
         "process": process,
+        # The absent person the assignee holds the task for ("for Sandra"), if any.
+        "acting_for": directory.get_person(session, task.acting_for) if task.acting_for else None,
         "task_page": links.task_page(task.id),
         # The process's files (a disputed result's claim, say), downloadable by logged-in readers.
         "attachments": [
@@ -82,7 +84,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
     with write_session() as session:
         process = process_of_dag_run(session, context.get("dag"), context["dag_run"])
         try:
-            resolved = step.assign_to.resolve(session, process, context)
+            resolved = step.assign_to.resolve(session, process, context).standing_in(session, dag_id)
         except AssignmentError as exc:
             raise AirflowException(f"{task_id}: cannot assign the step: {exc}") from None
         now = utcnow()
@@ -100,6 +102,7 @@ def open_step(step: HumanStep, context: Any) -> Task:
             assignee=resolved.assignee,
             candidate_role=resolved.role,
             candidate_unit=resolved.unit,
+            acting_for=resolved.acting_for,
             due_at=due_at,
             sla_policy=step.sla.to_dict() if step.sla else None,
             sla_next_at=next_timer_at(step.sla, due_at) if step.sla and due_at else None,

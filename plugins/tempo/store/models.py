@@ -8,13 +8,14 @@ with a migration in ``store/migrations/versions``.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -187,6 +188,42 @@ class Counterparty(Base):
         return email
 
 
+class Absence(Base):
+    """A person away from ``first_day`` to ``last_day`` (their calendar's days, both included), whose
+    tasks go to ``deputy`` meanwhile: every process's, or only those of the templates in ``scope``.
+
+    ``starts_at`` and ``ends_at`` are those days' bounds in the person's time zone, in UTC, so the
+    clock and the assignment compare moments. With ``move_tasks`` the person's open tasks move to the
+    deputy at the start (``moved_at``) and those nobody touched come back at the end
+    (``returned_at``).
+    """
+
+    __tablename__ = "tempo_absence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("tempo_person.username"))
+    deputy: Mapped[str] = mapped_column(ForeignKey("tempo_person.username"))
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    #: The dag_ids it covers; None covers every process.
+    scope: Mapped[list[str] | None] = mapped_column(JsonType)
+    move_tasks: Mapped[bool] = mapped_column(Boolean, default=False)
+    moved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    recorded_by: Mapped[str | None] = mapped_column(String(150))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index(None, "username", "ends_at"),
+        Index(None, "starts_at"),
+        Index(None, "ends_at"),
+        CheckConstraint("last_day >= first_day", name="days_in_order"),
+        CheckConstraint("deputy <> username", name="deputy_is_someone_else"),
+    )
+
+
 # --- processes and tasks ---------------------------------------------------------------------------
 
 
@@ -248,6 +285,8 @@ class Task(Base):
     assignee: Mapped[str | None] = mapped_column(String(150))
     candidate_role: Mapped[str | None] = mapped_column(String(64))
     candidate_unit: Mapped[str | None] = mapped_column(String(64))
+    #: The absent person the assignee holds the task for (their deputy); shown as "for Sandra".
+    acting_for: Mapped[str | None] = mapped_column(String(150))
     status: Mapped[TaskStatus] = mapped_column(_enum(TaskStatus, "task_status"), default=TaskStatus.OPEN)
     outcome: Mapped[str | None] = mapped_column(String(64))
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)

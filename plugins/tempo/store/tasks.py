@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,8 @@ class TaskSpec:
     assignee: str | None = None
     candidate_role: str | None = None
     candidate_unit: str | None = None
+    #: The absent person ``assignee`` stands in for.
+    acting_for: str | None = None
     due_at: datetime | None = None
     sla_policy: dict[str, Any] | None = None
     #: The first SLA timer's moment (``tempo.sla.next_timer_at``), None without an SLA.
@@ -116,6 +118,7 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
             assignee=spec.assignee,
             candidate_role=spec.candidate_role,
             candidate_unit=spec.candidate_unit,
+            acting_for=spec.acting_for,
             due_at=spec.due_at,
             sla_policy=spec.sla_policy,
             sla_next_at=spec.sla_next_at,
@@ -134,7 +137,12 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
             process_id=spec.process_id,
             task_id=task.id,
             kind="created",
-            details={"assignee": spec.assignee, "role": spec.candidate_role, "unit": spec.candidate_unit},
+            details={
+                "assignee": spec.assignee,
+                "role": spec.candidate_role,
+                "unit": spec.candidate_unit,
+                "for": spec.acting_for,
+            },
         )
         return task, True
     if existing.status in (TaskStatus.CANCELLED, TaskStatus.EXPIRED):
@@ -156,6 +164,7 @@ def open_task(session: Session, spec: TaskSpec) -> tuple[Task, bool]:
                 "assignee": spec.assignee,
                 "candidate_role": spec.candidate_role,
                 "candidate_unit": spec.candidate_unit,
+                "acting_for": spec.acting_for,
                 "due_at": spec.due_at,
                 "sla_policy": spec.sla_policy,
                 "sla_next_at": spec.sla_next_at,
@@ -229,8 +238,11 @@ def complete_task(
     outcome: str | None = None,
     expected_version: int | None = None,
     status: TaskStatus = TaskStatus.COMPLETED,
+    acting_for: str | None = None,
 ) -> Task:
-    """Record the human's answer. Exactly one of any number of concurrent callers succeeds."""
+    """Record the human's answer (given ``acting_for``, as the deputy of that absent person).
+    Exactly one of any number of concurrent callers succeeds."""
+    details = {"outcome": outcome, "for": acting_for}
     return transition(
         session,
         task_pk,
@@ -240,7 +252,7 @@ def complete_task(
         actor=actor,
         kind=status.value,
         values={"completed_by": actor, "completed_at": utcnow(), "outcome": outcome, "result": result},
-        details={"outcome": outcome} if outcome else None,
+        details={k: v for k, v in details.items() if v} or None,
     )
 
 
@@ -301,8 +313,10 @@ def assign_task(
     to: str,
     kind: str,
     expected_version: int | None = None,
+    acting_for: str | None = None,
 ) -> Task:
-    """Give an active task to person ``to``: back to open, claim dropped, recorded as ``kind``."""
+    """Give an active task to person ``to`` (to hold for ``acting_for``, when they stand in for that
+    absent person): back to open, claim dropped, recorded as ``kind``."""
     return transition(
         session,
         task_pk,
@@ -311,8 +325,8 @@ def assign_task(
         expected_version=expected_version,
         actor=actor,
         kind=kind,
-        values={"assignee": to, "claimed_by": None, "claimed_at": None},
-        details={"to": to},
+        values={"assignee": to, "claimed_by": None, "claimed_at": None, "acting_for": acting_for},
+        details={"to": to, "for": acting_for} if acting_for else {"to": to},
     )
 
 
@@ -366,9 +380,12 @@ def inbox_tasks(
     business_key: str | None = None,
     counterparty: str | None = None,
     statuses: Sequence[TaskStatus] = ACTIVE_TASK_STATUSES,
+    stands_in_for: Sequence[tuple[str, Sequence[str] | None]] = (),
     limit: int = 200,
 ) -> list[Task]:
-    """A person's inbox: their own tasks and the queues they belong to, overdue first, then by due date."""
+    """A person's inbox: their own tasks, the queues they belong to, and the tasks still held by
+    the absent people they stand in for (each with the templates it covers, None: all); overdue
+    first, then by due date."""
     from sqlalchemy import and_, or_
 
     mine = or_(
@@ -380,6 +397,13 @@ def inbox_tasks(
             or_(Task.candidate_role.is_(None), Task.candidate_role.in_(list(roles))),
             or_(Task.candidate_unit.is_(None), Task.candidate_unit == unit),
             or_(Task.candidate_role.is_not(None), Task.candidate_unit.is_not(None)),
+        ),
+        *(
+            and_(
+                or_(Task.claimed_by == absent, and_(Task.assignee == absent, Task.claimed_by.is_(None))),
+                Task.dag_id.in_(list(dags)) if dags is not None else true(),
+            )
+            for absent, dags in stands_in_for
         ),
     )
     query = (

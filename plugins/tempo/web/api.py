@@ -8,7 +8,7 @@ a write known by the login cookie alone also needs the CSRF token of the page it
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
@@ -20,7 +20,7 @@ from tempo.attachments import AttachmentError, add_attachment, read_attachment
 from tempo.forms import FormErrors
 from tempo.store.models import MAX_ID, SlaState, TaskStatus
 from tempo.web import airflow_data, starting
-from tempo.web.common import parse_status_filter, person_inbox, read_upload
+from tempo.web.common import AbsenceForm, parse_status_filter, person_inbox, read_upload, visible_absences
 from tempo.web.policy import (
     ActorDep,
     CommenterDep,
@@ -29,10 +29,13 @@ from tempo.web.policy import (
     ReadableTaskDep,
     SessionDep,
     TaskDep,
+    absences_reader,
     api_csrf,
+    done_reading,
     person_of,
+    require_absence_recorder,
 )
-from tempo.web.security import CurrentUser, require, require_read, user_name
+from tempo.web.security import CurrentUser, is_operator, require, require_read, user_name
 
 #: Every write needs the page's CSRF token when only the login cookie says who calls (``api_csrf``).
 router = APIRouter(prefix="/api/v1", tags=["Tempo"], dependencies=[Depends(api_csrf)])
@@ -101,6 +104,7 @@ class TaskOut(BaseModel):
     assignee: str | None
     candidate_role: str | None
     candidate_unit: str | None
+    acting_for: str | None = Field(description="the absent person the assignee holds the task for")
     claimed_by: str | None
     outcomes: list[str]
     form: dict[str, Any] = Field(validation_alias="form_schema", description="the task's form, as stored")
@@ -111,6 +115,23 @@ class TaskOut(BaseModel):
     completed_by: str | None
     completed_at: Moment | None
     version: int
+
+
+class AbsenceOut(BaseModel):
+    """An absence as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    person: str = Field(validation_alias="username")
+    deputy: str
+    first_day: date
+    last_day: date
+    starts_at: Moment = Field(description="the first day's start in the person's time zone")
+    ends_at: Moment = Field(description="the last day's end in the person's time zone")
+    scope: list[str] | None = Field(description="the templates (dag_ids) it covers; null: every process")
+    move_tasks: bool
+    recorded_by: str | None
 
 
 class StartedOut(BaseModel):
@@ -242,3 +263,26 @@ def download(attachment: ReadableAttachmentDep) -> Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+@router.get("/absences", summary="Absences not over yet")
+def list_absences(user: CurrentUser, session: SessionDep) -> list[AbsenceOut]:
+    """Everyone's for ops and admins; else one's own, those one stands in for, and those of the
+    people one manages."""
+    require_read(user)
+    person = person_of(session, user)
+    return [AbsenceOut.model_validate(a) for a in visible_absences(session, person, admin=is_operator(user))]
+
+
+@router.post(
+    "/absences",
+    status_code=201,
+    summary="Record an absence and its deputy",
+    dependencies=[Depends(absences_reader)],
+)
+def record_absence(body: AbsenceForm, user: CurrentUser, session: SessionDep) -> AbsenceOut:
+    """For the person, their manager or an admin (403 for anyone else); a circle of deputies, an
+    overlap with the person's own absence or an absence already over is a 422 naming the field."""
+    require_absence_recorder(session, user, body.person)
+    done_reading(session)
+    return AbsenceOut.model_validate(actions.record_absence(body.spec(), by=user_name(user)))

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,15 +17,18 @@ from fastapi import HTTPException, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from tempo import actions, config, directory, wording
+from tempo import actions, config, directory, reports, wording
+from tempo.absences import DAG_ID_PATTERN, AbsenceSpec
 from tempo.forms import MAX_ATTACHMENT_BYTES, Form, FormErrors, destructive_outcomes
 from tempo.store.models import (
     ACTIVE_TASK_STATUSES,
     MAX_ID,
+    Absence,
     Attachment,
     HistoryEvent,
     Person,
@@ -33,6 +37,7 @@ from tempo.store.models import (
     Task,
     TaskStatus,
     Unit,
+    utcnow,
 )
 from tempo.store.tasks import TaskNotFound, get_task, inbox_tasks
 from tempo.web import URL_PREFIX, airflow_data
@@ -141,12 +146,14 @@ def parse_status_filter(value: str | None) -> tuple[TaskStatus, ...]:
 
 
 def person_inbox(session: Session, person: Person, **filters: Any) -> list[Task]:
-    """``person``'s own tasks and those of their role and unit queues (``inbox_tasks`` filters)."""
+    """``person``'s own tasks, those of their role and unit queues, and those still held by the
+    absent people they stand in for (``inbox_tasks`` filters)."""
     return inbox_tasks(
         session,
         username=person.username,
         roles=directory.roles_of(session, person.username),
         unit=person.unit_code,
+        stands_in_for=directory.stood_in_for(session, person.username),
         **filters,
     )
 
@@ -192,6 +199,68 @@ def client_email_errors(exc: FormErrors) -> dict[str, str]:
     return {f"client_{k}" if k in ("subject", "text", "to") else k: v for k, v in exc.errors.items()}
 
 
+_USERNAME = r"^[A-Za-z0-9_.@\-]{1,150}$"
+
+
+class AbsenceForm(BaseModel):
+    """An absence as the page's form and the API's body give it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    person: str = Field(pattern=_USERNAME, description="who is away (a username)")
+    first_day: date = Field(description="the first day away, in the person's calendar")
+    last_day: date = Field(description="the last day away (included)")
+    deputy: str = Field(pattern=_USERNAME, description="who stands in (a username)")
+    scope: list[Annotated[str, Field(pattern=DAG_ID_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the templates (dag_ids) it covers; omitted: every process",
+    )
+    move_tasks: bool = Field(
+        default=False,
+        description="move the person's open tasks to the deputy when it starts, and back at its end "
+        "those nobody touched",
+    )
+
+    @classmethod
+    def from_page(cls, data: dict[str, Any]) -> AbsenceForm:
+        """The absence page's form: the scope as dag_ids separated by commas or spaces (blank: every
+        process), the move as a checkbox. ``FormErrors`` by field."""
+        raw_scope = str(data.get("scope") or "").replace(",", " ").split()
+        values = {
+            "person": data.get("person"),
+            "first_day": data.get("first_day") or None,
+            "last_day": data.get("last_day") or None,
+            "deputy": data.get("deputy"),
+            "scope": raw_scope or None,
+            "move_tasks": data.get("move_tasks") == "on",
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise FormErrors({str(e["loc"][0]): str(e["msg"]) for e in exc.errors()}) from None
+
+    def spec(self) -> AbsenceSpec:
+        scope = tuple(dict.fromkeys(self.scope)) if self.scope is not None else None
+        return AbsenceSpec(self.person, self.first_day, self.last_day, self.deputy, scope, self.move_tasks)
+
+
+def visible_absences(session: Session, person: Person | None, *, admin: bool) -> list[Absence]:
+    """The absences not over yet that a viewer sees: everyone's for ops and admins; else their own,
+    those they stand in for, and those of the people they manage or whose units they head."""
+    query = select(Absence).where(Absence.ends_at > utcnow()).order_by(Absence.starts_at, Absence.id)
+    if not admin:
+        if person is None:
+            return []
+        managed = set(reports.scope_for(session, person.username, admin=False).people)
+        managed |= set(
+            session.scalars(select(Person.username).where(Person.manager_username == person.username))
+        )
+        query = query.where(or_(Absence.username.in_(sorted(managed)), Absence.deputy == person.username))
+    return list(session.scalars(query))
+
+
 @dataclass
 class TaskView:
     """Everything a task page shows."""
@@ -209,6 +278,8 @@ class TaskView:
     names: wording.Names
     #: whom the task may be handed to (``handover_choices``)
     people: dict[str, str] = field(default_factory=dict)
+    #: the absent person its assignee holds it for
+    acting_for: Person | None = None
 
 
 def step_titles(tasks: list[Task]) -> dict[str, str]:
@@ -264,6 +335,7 @@ def task_view(session: Session, task: Task) -> TaskView:
         titles=step_titles(tasks),
         names=wording.Names(session),
         people=handover_choices(session, task),
+        acting_for=session.get(Person, task.acting_for) if task.acting_for else None,
     )
 
 

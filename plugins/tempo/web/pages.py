@@ -1,4 +1,5 @@
-"""Tempo's pages for logged-in Airflow users: inbox, task, process, start catalog and start forms.
+"""Tempo's pages for logged-in Airflow users: inbox, task, process, start catalog, start forms and
+absences.
 
 Every page depends on Airflow's authentication and on the rules of ``web/policy.py`` (who reads,
 acts on or manages a task); every form POST carries a CSRF token; every state
@@ -25,6 +26,7 @@ from tempo.store.models import ACTIVE_TASK_STATUSES, HistoryEvent, Person, Proce
 from tempo.store.tasks import TaskConflict
 from tempo.web import URL_PREFIX, airflow_data, starting
 from tempo.web.common import (
+    AbsenceForm,
     client_email_errors,
     form_data,
     load_task,
@@ -38,8 +40,10 @@ from tempo.web.common import (
     step_titles,
     task_view,
     unconfirmed_destructive,
+    visible_absences,
 )
 from tempo.web.policy import (
+    ABSENCES_PURPOSE,
     ActorDep,
     CommenterDep,
     HolderDep,
@@ -54,6 +58,7 @@ from tempo.web.policy import (
     may_act,
     may_manage,
     person_of,
+    require_absence_recorder,
     start_purpose,
     task_purpose,
 )
@@ -62,6 +67,7 @@ from tempo.web.security import (
     CurrentUser,
     check_csrf,
     csrf_token,
+    is_operator,
     navigation,
     require,
     require_read,
@@ -511,3 +517,64 @@ async def start(request: Request, dag_id: str, user: CurrentUser) -> Response:
     except BusinessKeyTaken as exc:
         return _start_page(request, user, template, answers, taken=exc, status_code=409)
     return _see(f"{URL_PREFIX}/processes/{process.id}?started=1")
+
+
+def _absences_page(
+    request: Request,
+    user: Any,
+    session: Session,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    person = person_of(session, user)
+    admin = is_operator(user)
+    people = session.scalars(select(Person).where(Person.active.is_(True)).order_by(Person.name)).all()
+    names = {p.username: p.name for p in people}
+    return render(
+        request,
+        "absences.html",
+        {
+            "user": user_name(user),
+            "person": person,
+            "absences": visible_absences(session, person, admin=admin),
+            "names": names,
+            # Whom the form may record an absence for (the server decides again when it is posted).
+            "for_whom": [p for p in people if admin or (person is not None and p.username == person.username)]
+            + [
+                p
+                for p in people
+                if not admin and person is not None and p.manager_username == person.username
+            ],
+            "values": values or {},
+            "errors": errors or {},
+            "notice": notice,
+            "csrf": csrf_token(user_name(user), ABSENCES_PURPOSE),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/absences")
+def absences_page(
+    request: Request, user: CurrentUser, session: SessionDep, done: str | None = None
+) -> Response:
+    require_read(user)
+    notice = "The absence is recorded." if done == "recorded" else None
+    return _absences_page(request, user, session, notice=notice)
+
+
+@router.post("/absences")
+async def record_absence(request: Request, user: CurrentUser, session: SessionDep) -> Response:
+    data = await form_data(request)
+    check_csrf(data.get("csrf"), user_name(user), ABSENCES_PURPOSE)
+    values = {k: v for k, v in data.items() if k != "csrf"}
+    try:
+        absence = AbsenceForm.from_page(data)
+        require_absence_recorder(session, user, absence.person)
+        done_reading(session)
+        actions.record_absence(absence.spec(), by=user_name(user))
+    except FormErrors as exc:
+        return _absences_page(request, user, session, values, exc.errors, status_code=422)
+    return _see(f"{URL_PREFIX}/absences?done=recorded")

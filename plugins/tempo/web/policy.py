@@ -11,8 +11,11 @@ The rules, on top of Airflow's authentication and auth manager (``web/security.p
   (``reports.visible_processes``): the process's requester, whoever performs or may take one of its
   steps (assignee, claimer, queue member), the heads of its units and the units above, and Airflow's
   ops and admins. A step and its files are read with their process.
-- *Acting* on a task is for its assignee, its claimer or a member of its queue (``may_act``);
-  reassigning for heads of its unit, the holder's manager, ops and admins (``may_manage``).
+- *Acting* on a task is for its assignee, its claimer or a member of its queue, and while its
+  holder is away for their deputy (``may_act``); reassigning for heads of its unit, the holder's
+  manager, ops and admins (``may_manage``). Whoever may act on a task may read it, and an absent
+  person still reads the tasks a deputy holds for them.
+- *Recording an absence* is for the person, their manager, ops and admins (``may_record_absence``).
 - *Cookie-borne writes* to the JSON API carry the CSRF token of the page they act from
   (``api_csrf``); a bearer token is no ambient credential and needs none. HTML forms check their
   token before anything is loaded (``TaskFormDep``).
@@ -107,9 +110,9 @@ def may_act(session: Session, person: Person | None, task: Task) -> bool:
     if person is None or not person.active or task.status not in ACTIVE_TASK_STATUSES:
         return False
     if task.status == TaskStatus.CLAIMED:
-        return task.claimed_by == person.username
+        return _holds(session, task.claimed_by, person, task.dag_id)
     if task.assignee:
-        return task.assignee == person.username
+        return _holds(session, task.assignee, person, task.dag_id)
     if task.candidate_role is None and task.candidate_unit is None:
         return False
     in_role = task.candidate_role is None or task.candidate_role in directory.roles_of(
@@ -117,6 +120,42 @@ def may_act(session: Session, person: Person | None, task: Task) -> bool:
     )
     in_unit = task.candidate_unit is None or person.unit_code == task.candidate_unit
     return in_role and in_unit
+
+
+def _holds(session: Session, holder: str | None, person: Person, dag_id: str) -> bool:
+    """Whether ``person`` holds a task of ``holder``'s: they are the holder, or stand in for them."""
+    if holder is None or holder == person.username:
+        return holder is not None
+    absent = directory.active_person(session, holder)
+    return absent is not None and directory.stand_in(session, absent, dag_id).username == person.username
+
+
+def may_record_absence(session: Session, user: Any, person: Person | None, username: str) -> bool:
+    """Whether ``user`` (``person`` in the directory) may record ``username``'s absence: their own,
+    a person they manage, anyone's for ops and admins."""
+    if is_operator(user):
+        return True
+    if person is None:
+        return False
+    manager = directory.manager_of(session, username)
+    return username == person.username or (manager is not None and manager.username == person.username)
+
+
+def absences_reader(user: CurrentUser) -> None:
+    """Airflow lets ``user`` read (403 otherwise), asked before an absence's body is read."""
+    require_read(user)
+
+
+def require_absence_recorder(session: Session, user: Any, username: str) -> Person | None:
+    """The person recording ``username``'s absence (None for an operator outside the directory),
+    once Airflow lets ``user`` read and ``may_record_absence`` says yes; 403 otherwise."""
+    require_read(user)
+    person = person_of(session, user)
+    if not may_record_absence(session, user, person, username):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "Only the person, their manager or an admin may record this absence."
+        )
+    return person
 
 
 def may_manage(session: Session, user: Any, person: Person | None, task: Task) -> bool:
@@ -173,8 +212,10 @@ def _readable(session: Session, user: Any, dag_id: str, process_id: int, what: s
 
 def readable_task(task: TaskDep, session: SessionDep, user: CurrentUser) -> Task:
     """The task, when Airflow lets ``user`` read the DAG's human tasks and its process is one they
-    may see; 403 otherwise."""
-    _readable(session, user, task.dag_id, task.process_id, "task")
+    may see, or the task one they may act on (a deputy's); 403 otherwise."""
+    require_read(user, task.dag_id)
+    if not may_act(session, person_of(session, user), task):
+        _readable(session, user, task.dag_id, task.process_id, "task")
     return task
 
 
@@ -308,6 +349,10 @@ def start_purpose(dag_id: str) -> str:
     return f"start:{dag_id}"
 
 
+#: What the CSRF token of the absences page is for.
+ABSENCES_PURPOSE = "absences"
+
+
 #: The header a cookie-borne API write carries its CSRF token in (a cross-site form cannot set it).
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -322,7 +367,10 @@ async def api_csrf(request: Request, user: CurrentUser) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS") or request.headers.get("authorization"):
         return
     params = request.path_params
-    purpose = task_purpose(params["task_id"]) if "task_id" in params else start_purpose(params["dag_id"])
+    if "task_id" in params:
+        purpose = task_purpose(params["task_id"])
+    else:
+        purpose = start_purpose(params["dag_id"]) if "dag_id" in params else ABSENCES_PURPOSE
     token = request.headers.get(CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith("multipart/form-data"):
         field = (await request.form()).get("csrf")
