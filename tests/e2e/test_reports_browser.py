@@ -110,32 +110,32 @@ def test_dashboards_draw_their_data(browser, airflow_stack, seeded):  # noqa: F8
 
     context, page = open_dashboard(browser, airflow_stack, "admin", f"funnel?{query}", "1-funnel")
     funnel = {label: value for label, value, width in bars(page, "#funnel-steps") if width > 0}
-    assert funnel == {"approve_discount": 2, "qualify_lead": 1}
+    assert funnel == {"Approve discount": 2, "Qualify lead": 1}
     conversion = {label: value for label, value, width in bars(page, "#funnel-conversion") if width > 0}
-    assert conversion == {"qualify_lead": 4, "approve_discount": 3}
+    assert conversion == {"Qualify lead": 4, "Approve discount": 3}
     context.close()
 
     # Helen heads customer service: she sees Sandra's overdue step, not John's (repair).
     context, page = open_dashboard(browser, airflow_stack, "helen", f"overdue?{query}", "2-overdue-helen")
     assert [(label, value) for label, value, width in bars(page, "#overdue-units") if width > 0] == [
-        ("customer_service", 1)
+        ("Customer service", 1)
     ]
     assert "approve_discount" not in page.inner_text("#overdue-tasks")
     context.close()
 
     context, page = open_dashboard(browser, airflow_stack, "olga", f"overdue?{query}", "2-overdue-olga")
     assert {label: value for label, value, _ in bars(page, "#overdue-units")} == {
-        "repair": 2,
-        "customer_service": 1,
+        "Repair shop": 2,
+        "Customer service": 1,
     }
     context.close()
 
     context, page = open_dashboard(browser, airflow_stack, "admin", f"performance?{query}", "3-performance")
     on_time = {label: value for label, value, width in bars(page, "#on-time-chart") if width > 0}
-    assert on_time == {"sandra": 66.7, "john": 100.0}  # Sandra: two of three answers on time
+    assert on_time == {"Sandra Service": 66.7, "John Repair": 100.0}  # Sandra: two of three answers on time
     completed = {label: value for label, value, width in bars(page, "#completed-chart") if width > 0}
-    assert completed == {"customer_service": 3, "repair": 1}
-    sandra = page.locator("#performance-people tr", has_text="sandra")
+    assert completed == {"Customer service": 3, "Repair shop": 1}
+    sandra = page.locator("#performance-people tr", has_text="Sandra Service")
     sandra.locator("a[title='show the late ones']").click()
     page.wait_for_selector("#drill-tasks")
     page.screenshot(path=str(SHOTS / "reports-4-drill-down.png"), full_page=True)
@@ -143,6 +143,6 @@ def test_dashboards_draw_their_data(browser, airflow_stack, seeded):  # noqa: F8
     context.close()
 
     context, page = open_dashboard(browser, airflow_stack, "admin", f"processes?{query}", "5-process-log")
-    assert {label: value for label, value, _ in bars(page, "#status-chart")} == {"running": 3, "success": 1}
+    assert {label: value for label, value, _ in bars(page, "#status-chart")} == {"Running": 3, "Done": 1}
     assert page.locator("#process-log tr").count() == 1 + 4
     context.close()
