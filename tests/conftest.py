@@ -94,3 +94,19 @@ def airflow_metadata() -> None:
             timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    """A real SMTP server on loopback that keeps what Tempo sends."""
+    from tempo_dev import mailcatcher
+
+    controller, handler = mailcatcher.start()
+    handler.controller = controller  # a test may stop it and put a restarted one here
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {controller.port}, '
+        '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 5}}',
+    )
+    yield handler
+    handler.controller.stop()

@@ -191,21 +191,6 @@ def test_a_wake_outside_airflow_is_not_owed_forever(directory, airflow_metadata)
     assert _task(task.id).woken_at is not None
 
 
-@pytest.fixture
-def smtp(monkeypatch):
-    from tempo_dev import mailcatcher
-
-    controller, handler = mailcatcher.start()
-    handler.controller = controller
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {controller.port}, '
-        '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 5}}',
-    )
-    yield handler
-    handler.controller.stop()
-
-
 def _queue(dedup_key: str, subject: str) -> None:
     with write_session() as session:
         enqueue(session, dedup_key=dedup_key, to=["rob@example.com"], mail=RenderedMail(subject, "Hi", ""))

@@ -10,21 +10,8 @@ from tempo.mail.outbox import deliver_pending, enqueue
 from tempo.mail.render import RenderedMail, render_mail
 from tempo.store.engine import read_session, write_session
 from tempo.store.models import OutboxMessage, OutboxStatus
-from tempo_dev import mailcatcher
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    controller, handler = mailcatcher.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        f'{{"conn_type": "smtp", "host": "127.0.0.1", "port": {controller.port}, '
-        '"extra": {"disable_ssl": true, "disable_tls": true, "retry_limit": 0, "timeout": 5}}',
-    )
-    yield handler
-    controller.stop()
 
 
 def _context(title: str) -> dict:
