@@ -177,7 +177,7 @@ class Names:
             if value is None or key in _INTERNAL_DETAILS:
                 continue
             word = _DETAIL_WORDS.get(key, humanize(key).lower())
-            if key in ("to", "assignee") and isinstance(value, str):
+            if key in ("to", "assignee", "for") and isinstance(value, str):
                 text = self.person(value)
             elif key == "to" and isinstance(value, list):
                 text = self.people(value)

@@ -62,7 +62,7 @@ def test_an_rma_request_reaches_the_deputy_who_answers_it_for_sandra(airflow_sta
         assert process.data["so_number"] == "SO-777001" and process.data["so_created_by"] == "fiona"
         # The task's page says so in its history, to Sandra too, who still reads it while away.
         page = airflow_stack.api("GET", f"/tempo/tasks/{task.id}", user="sandra")
-        assert page.status_code == 200 and "for: sandra" in page.text
+        assert page.status_code == 200 and "for Sandra Service" in page.text
     finally:
         # The stack is shared with the package's other tests: Sandra is back for them.
         with write_session() as session:

@@ -158,6 +158,9 @@ def test_the_deputy_sees_acts_on_and_answers_for_the_absent_person(web):
             select(HistoryEvent).where(HistoryEvent.task_id == held.id, HistoryEvent.kind == "completed")
         ).one()
     assert (event.actor, event.details) == ("fiona", {"for": "sandra"})
+    # Its history on the page says so in words, to Sandra too.
+    history = web.get(f"/tempo/tasks/{held.id}", headers=auth("sandra")).text
+    assert "for Sandra Service" in history and "for sandra" not in history
 
 
 @ON_SQLITE
